@@ -1,0 +1,146 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_common_init(cli_common *c)
+{
+    c->threads = 0;
+    c->seed = 42;
+    c->quiet = 0;
+    c->json = 0;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *arg, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = arg ? strtoll(arg, &end, 10) : 0;
+    if (!arg || !*arg || *end || errno == ERANGE || v < min || v > max) {
+        fprintf(stderr, "lrgd %s: --%s: expected an integer in %lld..%lld, got '%s'\n", cmd, opt, min, max,
+                arg ? arg : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *arg, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = arg ? strtod(arg, &end) : 0;
+    if (!arg || !*arg || *end || errno == ERANGE || !isfinite(v) || v < min || v > max) {
+        fprintf(stderr, "lrgd %s: --%s: expected a number in [%g, %g], got '%s'\n", cmd, opt, min, max,
+                arg ? arg : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_int_list(const char *cmd, const char *opt, const char *arg, long long min, long long max,
+                 long long *vals, int *n)
+{
+    int cap = *n, cnt = 0;
+    const char *p = arg ? arg : "";
+    if (!*p) {
+        fprintf(stderr, "lrgd %s: --%s: expected a comma-separated list of integers, got ''\n", cmd, opt);
+        return -1;
+    }
+    while (*p) {
+        char buf[64];
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof buf || cnt >= cap) {
+            fprintf(stderr, "lrgd %s: --%s: expected at most %d comma-separated integers, got '%s'\n", cmd, opt,
+                    cap, arg);
+            return -1;
+        }
+        memcpy(buf, p, len);
+        buf[len] = 0;
+        if (cli_int(cmd, opt, buf, min, max, &vals[cnt]) != 0) return -1;
+        cnt++;
+        p += len;
+        if (*p == ',') {
+            p++;
+            if (!*p) {
+                fprintf(stderr, "lrgd %s: --%s: trailing comma in '%s'\n", cmd, opt, arg);
+                return -1;
+            }
+        }
+    }
+    *n = cnt;
+    return 0;
+}
+
+int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c)
+{
+    long long v;
+    switch (opt) {
+    case CLI_OPT_THREADS:
+        if (cli_int(cmd, "threads", arg, 0, 1024, &v) != 0) return -1;
+        c->threads = (int)v;
+        return 1;
+    case CLI_OPT_SEED:
+        if (cli_int(cmd, "seed", arg, 0, (long long)9007199254740991LL, &v) != 0) return -1;
+        c->seed = (uint64_t)v;
+        return 1;
+    case CLI_OPT_QUIET: c->quiet = 1; return 1;
+    case CLI_OPT_JSON: c->json = 1; return 1;
+    }
+    return 0;
+}
+
+int cli_common_apply(const char *cmd, const cli_common *c)
+{
+    lrgd_set_quiet(c->quiet);
+    lrgd_status st = lrgd_set_threads(c->threads);
+    if (st != LRGD_OK) return cli_fail(cmd, st);
+    return 0;
+}
+
+int cli_fail(const char *cmd, lrgd_status st)
+{
+    fprintf(stderr, "lrgd %s: %s\n", cmd, lrgd_last_error());
+    return lrgd_exit_code(st);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "lrgd %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'lrgd help %s')\n", cmd);
+    return CLI_USAGE;
+}
+
+static char g_cmdline[4096];
+
+void cli_set_command_line(int argc, char **argv)
+{
+    size_t n = 0;
+    g_cmdline[0] = 0;
+    for (int i = 0; i < argc && n + 4 < sizeof g_cmdline; i++) {
+        int w = snprintf(g_cmdline + n, sizeof g_cmdline - n, "%s%s", i ? " " : "", argv[i]);
+        if (w < 0) break;
+        n += (size_t)w;
+    }
+    if (n >= sizeof g_cmdline) n = sizeof g_cmdline - 1;
+    g_cmdline[n] = 0;
+}
+
+const char *cli_command_line(void) { return g_cmdline; }
+
+void cli_json_run_info(lrgd_json *j, const cli_common *c)
+{
+    lrgd_json_kstr(j, "command", cli_command_line());
+    lrgd_json_kstr(j, "version", lrgd_version());
+    lrgd_json_kint(j, "seed", (long long)c->seed);
+    lrgd_json_kint(j, "threads", lrgd_get_threads());
+}

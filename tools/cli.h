@@ -1,0 +1,75 @@
+/* Shared pieces of the lrgd command line: option parsing, common options,
+ * the record of how a run was invoked. */
+#ifndef LRGD_CLI_H
+#define LRGD_CLI_H
+
+#include "core/core.h"
+
+#include <getopt.h>
+
+/* Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input. */
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
+
+/* Options every command takes. */
+typedef struct cli_common {
+    int threads;   /* --threads N (0: all cores) */
+    uint64_t seed; /* --seed N */
+    int quiet;     /* --quiet */
+    int json;      /* --json: machine-readable output on stdout */
+} cli_common;
+
+#define CLI_OPT_THREADS 1001
+#define CLI_OPT_SEED 1002
+#define CLI_OPT_QUIET 1003
+#define CLI_OPT_JSON 1004
+#define CLI_OPT_HELP 'h'
+
+/* Spliced into each command's getopt_long table. */
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"threads", required_argument, 0, CLI_OPT_THREADS}, {"seed", required_argument, 0, CLI_OPT_SEED}, \
+        {"quiet", no_argument, 0, CLI_OPT_QUIET}, {"json", no_argument, 0, CLI_OPT_JSON},          \
+        {"help", no_argument, 0, CLI_OPT_HELP}
+
+#define CLI_COMMON_HELP                                                        \
+    "  --threads N   threads for lrgd and OpenBLAS (default: all cores)\n"      \
+    "  --seed N      random seed (default 42)\n"                               \
+    "  --quiet       no progress output\n"                                     \
+    "  --json        print the result as JSON on stdout\n"                     \
+    "  -h, --help    this help\n"
+
+void cli_common_init(cli_common *c);
+/* Handle one of the common options. Returns 1 if handled, 0 if c is not a
+ * common option, -1 on a bad value (message already printed). */
+int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c);
+/* Apply threads/quiet. */
+int cli_common_apply(const char *cmd, const cli_common *c);
+
+/* Strict number parsing: the whole string must be a number in [min, max].
+ * On failure prints "lrgd CMD: --OPT: expected ..., got 'ARG'" and returns -1. */
+int cli_int(const char *cmd, const char *opt, const char *arg, long long min, long long max, long long *out);
+int cli_float(const char *cmd, const char *opt, const char *arg, double min, double max, double *out);
+/* Comma-separated integers, e.g. "1,5,10". *n in, capacity; out, count. */
+int cli_int_list(const char *cmd, const char *opt, const char *arg, long long min, long long max,
+                 long long *vals, int *n);
+
+/* Print "lrgd CMD: message" from lrgd_last_error() and map status to an exit code. */
+int cli_fail(const char *cmd, lrgd_status st);
+/* Print "lrgd CMD: MESSAGE" and a hint to --help; returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The exact command line of this run (for output files). */
+const char *cli_command_line(void);
+void cli_set_command_line(int argc, char **argv);
+/* Write the standard "run" header object fields into an open JSON object:
+ * command, version, seed, threads. */
+void cli_json_run_info(lrgd_json *j, const cli_common *c);
+
+/* A command: its entry point and its help text. */
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    const char *help;
+} cli_command;
+
+#endif

@@ -1,0 +1,24 @@
+/* Commands whose issue has not landed yet say so plainly and fail. Each
+ * moves to its own cmd_NAME.c file when it is built. */
+#include "cli.h"
+#include "commands.h"
+
+#define PENDING(name, issue)                                                                   \
+    const char help_##name[] = "lrgd " #name ": not built yet (issue " #issue ").\n";         \
+    int cmd_##name(int argc, char **argv)                                                      \
+    {                                                                                          \
+        (void)argc; (void)argv;                                                                \
+        fprintf(stderr, "lrgd " #name ": not built yet (issue " #issue ")\n");                \
+        return CLI_RUNTIME;                                                                    \
+    }
+
+PENDING(train, 4)
+PENDING(eval, 3)
+PENDING(dual, 5)
+PENDING(effect, 6)
+PENDING(optimize, 6)
+PENDING(experiment, 6)
+PENDING(generate, 2)
+PENDING(convert, 2)
+PENDING(info, 2)
+PENDING(bench, 7)
