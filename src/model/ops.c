@@ -1,0 +1,110 @@
+#include "model/ops.h"
+
+#include "core/core.h"
+
+#include <math.h>
+#include <string.h>
+
+void lrgd_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int n, int dim, float eps)
+{
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        double ss = 0;
+        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
+        float r = (float)(1.0 / sqrt(ss / dim + eps));
+        if (rstd) rstd[i] = r;
+        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *pos, float base,
+               lrgd_rope_type type, int sign)
+{
+    int half = head_dim / 2;
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int i = 0; i < n; i++) {
+        int p = pos ? pos[i] : pos0 + i;
+        for (int j = 0; j < half; j++) {
+            /* computed in double: the angle p*theta loses digits in float at long positions */
+            double theta = (double)p * pow((double)base, -2.0 * j / head_dim);
+            float c = (float)cos(theta), s = (float)(sign * sin(theta));
+            for (int h = 0; h < n_heads; h++) {
+                float *xh = x + (size_t)i * n_heads * head_dim + (size_t)h * head_dim;
+                int a = type == LRGD_ROPE_NEOX ? j : 2 * j;
+                int b = type == LRGD_ROPE_NEOX ? j + half : 2 * j + 1;
+                float x0 = xh[a], x1 = xh[b];
+                xh[a] = x0 * c - x1 * s;
+                xh[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+void lrgd_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int pos0,
+                            int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
+{
+    int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
+    float scale = 1.0f / sqrtf((float)head_dim);
+#pragma omp parallel
+    {
+        float *sc = lrgd_alloc_n((size_t)T, sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+        for (int h = 0; h < n_heads; h++)
+            for (int i = 0; i < n; i++) {
+                int t = pos0 + i, kh = h / group;
+                const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
+                for (int j = 0; j <= t; j++) {
+                    const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
+                    float s = 0;
+                    for (int d = 0; d < head_dim; d++) s += qi[d] * kj[d];
+                    sc[j] = s * scale;
+                }
+                if (mode == LRGD_ATTN_SOFTMAX) lrgd_softmax_row(sc, t + 1);
+                float *oi = out + (size_t)i * qd + (size_t)h * head_dim;
+                memset(oi, 0, (size_t)head_dim * sizeof(float));
+                for (int j = 0; j <= t; j++) {
+                    const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
+                    for (int d = 0; d < head_dim; d++) oi[d] += sc[j] * vj[d];
+                }
+                if (att) {
+                    float *ai = att + ((size_t)h * n + i) * T;
+                    memcpy(ai, sc, (size_t)(t + 1) * sizeof(float));
+                    memset(ai + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+                }
+            }
+        lrgd_free(sc);
+    }
+}
+
+void lrgd_swiglu_forward(float *h, const float *gate, const float *up, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        h[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+double lrgd_softmax_row(float *x, int n)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+    return (double)mx + log(sum);
+}
+
+void lrgd_embed(float *out, const lrgd_weight *table, const int *tok, int n)
+{
+    size_t rb = lrgd_dtype_row_bytes(table->type, (size_t)table->cols);
+    for (int i = 0; i < n; i++)
+        lrgd_dequantize(table->type, (const unsigned char *)table->data + rb * (size_t)tok[i],
+                        out + (size_t)i * table->cols, (size_t)table->cols);
+}
