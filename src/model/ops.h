@@ -5,7 +5,7 @@
 #ifndef LRGD_OPS_H
 #define LRGD_OPS_H
 
-#include "lrgd/model.h"
+#include "core/core.h"
 
 /* out[i] = x[i] / rms(x[i]) * w, rms = sqrt(mean(x^2) + eps). rstd[i] = 1/rms
  * is stored when rstd != NULL (the backward pass needs it). out may alias x. */
