@@ -32,6 +32,13 @@ typedef enum lrgd_status {
     LRGD_E_RUNTIME      /* anything else that went wrong while running */
 } lrgd_status;
 
+/* Tensor element types, numbered as GGML numbers them. */
+typedef enum lrgd_dtype {
+    LRGD_F32 = 0,
+    LRGD_F16 = 1,
+    LRGD_Q8_0 = 8
+} lrgd_dtype;
+
 /* The message of the last failure on this thread ("" if none). */
 const char *lrgd_last_error(void);
 /* A short stable name for a status ("ok", "io", "format", ...). */

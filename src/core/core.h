@@ -130,12 +130,7 @@ int lrgd_is_quiet(void);
 
 /* ---- dense linear algebra ------------------------------------------------- */
 
-/* Tensor element types, numbered as GGML numbers them. */
-typedef enum lrgd_dtype {
-    LRGD_F32 = 0,
-    LRGD_F16 = 1,
-    LRGD_Q8_0 = 8
-} lrgd_dtype;
+/* lrgd_dtype (F32, F16, Q8_0, numbered as GGML numbers them) is public: lrgd/lrgd.h. */
 
 #define LRGD_Q8_0_BLOCK 32
 typedef struct { uint16_t d; int8_t qs[LRGD_Q8_0_BLOCK]; } lrgd_block_q8_0; /* d is fp16 */
