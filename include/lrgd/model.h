@@ -41,11 +41,20 @@ typedef struct lrgd_state lrgd_state;  /* KV cache + scratch for one sequence */
 lrgd_status lrgd_model_load(const char *path, lrgd_model **out);
 void lrgd_model_free(lrgd_model *m);
 const lrgd_config *lrgd_model_config(const lrgd_model *m);
+/* Build an in-memory model with random float32 weights (for tests, benchmarks
+ * and as the trainer's initialization). The same (cfg, seed) always gives the
+ * same weights. Scales keep activations O(1): linear weights N(0, 1/fan_in),
+ * wo and w2 further divided by sqrt(2 n_layers), embeddings N(0, 1), norm
+ * weights 1 + N(0, 0.1^2); logits come out O(1) for tied and untied models. */
+lrgd_status lrgd_model_new_random(const lrgd_config *cfg, uint64_t seed, lrgd_model **out);
 
 /* ---- forward pass ------------------------------------------------------ */
 
 /* A state holds the KV cache for up to n_ctx positions; batches of up to
- * n_batch tokens are processed at once (GEMM over the batch). */
+ * n_batch tokens are processed at once (GEMM over the batch). n_ctx <= 0 means
+ * the model's seq_len (n_ctx may not exceed it); n_batch <= 0 means
+ * min(512, n_ctx). All memory is allocated here: evaluation does not allocate
+ * except for the attention matrix of a hook that asks for it. */
 lrgd_status lrgd_state_new(const lrgd_model *m, int n_ctx, int n_batch, lrgd_state **out);
 void lrgd_state_free(lrgd_state *s);
 /* Number of positions already in the cache. */
@@ -55,9 +64,10 @@ lrgd_status lrgd_state_truncate(lrgd_state *s, int n);
 /* Copy the first n cached positions of src into dst (same model). */
 lrgd_status lrgd_state_copy_prefix(lrgd_state *dst, const lrgd_state *src, int n);
 
-/* Run n tokens at positions pos..pos+n-1 (pos = current cache length).
- * logits: NULL, or room for n*vocab floats (all_logits != 0) or vocab floats
- * (logits of the last token only). */
+/* Run n >= 1 tokens at positions pos..pos+n-1 (pos = current cache length),
+ * in chunks of at most n_batch. logits: NULL, or room for n*vocab floats
+ * (all_logits != 0) or vocab floats (logits of the last token only).
+ * On failure the cache length stays what it was. */
 lrgd_status lrgd_eval(lrgd_state *s, const int *tokens, int n, float *logits, int all_logits);
 /* Same, but the input embeddings are given (n x dim) instead of token ids. */
 lrgd_status lrgd_eval_embd(lrgd_state *s, const float *embd, int n, float *logits, int all_logits);
@@ -80,6 +90,13 @@ typedef struct lrgd_hook_layer {
     const float *att_out;   /* [n][n_heads*head_dim] attention output before wo */
     const float *x_mid;     /* [n][dim] residual after attention */
     const float *x_out;     /* [n][dim] residual after the FFN (leaving the layer) */
+    /* Added fields (after the original ones): */
+    int hidden_dim;
+    lrgd_attn_mode attn;
+    const float *att_lse;   /* softmax: [n_heads][n] log sum_j exp(k_j.q_i/sqrt(d)), the log of the
+                               softmax normalizer over positions 0..pos0+i; NULL in linear mode */
+    const float *x_ffn_norm;/* [n][dim] RMSNorm(x_mid) * ffn_norm */
+    const float *ffn_h;     /* [n][hidden_dim] silu(w1 x) * (w3 x), the input of w2 */
 } lrgd_hook_layer;
 
 /* Return LRGD_OK to continue; anything else aborts lrgd_eval with that status. */
@@ -99,7 +116,9 @@ typedef struct lrgd_sampler {
 } lrgd_sampler;
 
 /* Decode up to n_new tokens after prompt[0..n_prompt) with a fresh cache.
- * out gets the generated ids; *n_out how many (stops early at eos_id >= 0). */
+ * out gets the generated ids; *n_out how many (stops early after emitting
+ * eos_id >= 0, which is included). smp NULL means greedy. Sampling draws from
+ * lrgd_rng stream (seed, 0): the same seed gives the same tokens. */
 lrgd_status lrgd_generate(const lrgd_model *m, const int *prompt, int n_prompt, int n_new,
                           const lrgd_sampler *smp, int eos_id, int *out, int *n_out);
 

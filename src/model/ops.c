@@ -42,8 +42,8 @@ void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *
     }
 }
 
-void lrgd_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int pos0,
-                            int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
+void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float *q, const float *k, const float *v,
+                                int pos0, int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
 {
     int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
@@ -58,15 +58,19 @@ void lrgd_attention_forward(float *out, float *att, const float *q, const float 
                 for (int j = 0; j <= t; j++) {
                     const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
                     float s = 0;
+                    /* simd: the reduction order is fixed by the build, not by the thread count */
+#pragma omp simd reduction(+ : s)
                     for (int d = 0; d < head_dim; d++) s += qi[d] * kj[d];
                     sc[j] = s * scale;
                 }
-                if (mode == LRGD_ATTN_SOFTMAX) lrgd_softmax_row(sc, t + 1);
+                double l = mode == LRGD_ATTN_SOFTMAX ? lrgd_softmax_row(sc, t + 1) : 0.0;
+                if (lse) lse[(size_t)h * n + i] = (float)l;
                 float *oi = out + (size_t)i * qd + (size_t)h * head_dim;
                 memset(oi, 0, (size_t)head_dim * sizeof(float));
                 for (int j = 0; j <= t; j++) {
                     const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
-                    for (int d = 0; d < head_dim; d++) oi[d] += sc[j] * vj[d];
+                    float w = sc[j];
+                    for (int d = 0; d < head_dim; d++) oi[d] += w * vj[d];
                 }
                 if (att) {
                     float *ai = att + ((size_t)h * n + i) * T;
@@ -76,6 +80,12 @@ void lrgd_attention_forward(float *out, float *att, const float *q, const float 
             }
         lrgd_free(sc);
     }
+}
+
+void lrgd_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int pos0,
+                            int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
+{
+    lrgd_attention_forward_lse(out, att, NULL, q, k, v, pos0, n, n_heads, n_kv_heads, head_dim, mode);
 }
 
 void lrgd_swiglu_forward(float *h, const float *gate, const float *up, size_t n)

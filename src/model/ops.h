@@ -26,6 +26,10 @@ void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *
  * mode the raw scores; entries above the diagonal are 0. */
 void lrgd_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int pos0,
                             int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode);
+/* Same, and lse (optional, [n_heads][n]) gets the log of each softmax
+ * normalizer, log sum_j exp(k_j.q_i/sqrt(d)) (0 in linear mode). */
+void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float *q, const float *k, const float *v,
+                                int pos0, int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode);
 
 /* h[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)). */
 void lrgd_swiglu_forward(float *h, const float *gate, const float *up, size_t n);
