@@ -1,11 +1,23 @@
 // Shared plumbing for the llama.cpp reference scripts (node-llama-cpp 3.21.1, prebuilt CPU
 // binaries). Test/benchmark tooling only: lrgd never loads any of this at run time.
 import fs from "node:fs";
+import { spawnSync } from "node:child_process";
 
 // Never build llama.cpp from source and never download anything: the prebuilt linux-x64 CPU
 // binaries ship inside @node-llama-cpp/linux-x64. Set before node-llama-cpp reads its config.
 process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = "true";
 process.env.NODE_LLAMA_CPP_GPU = "false";
+// node-llama-cpp runs each llama_decode on a libuv pool thread. With the default pool (4 threads)
+// successive decodes start from different threads, and 2-thread single-token decoding on this
+// 2-core machine measured ~15 ms/token instead of ~0.15 ms. One pool thread makes every decode
+// start from the same thread, as in a C program. The pool may already be up by the time this
+// module runs, so re-run the script with the variable set.
+if (process.env.UV_THREADPOOL_SIZE !== "1") {
+    const r = spawnSync(process.execPath, process.argv.slice(1), {
+        stdio: "inherit", env: { ...process.env, UV_THREADPOOL_SIZE: "1" },
+    });
+    process.exit(r.status ?? 1);
+}
 
 const { getLlama, LlamaLogLevel, GgmlType } = await import("node-llama-cpp");
 
