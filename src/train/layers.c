@@ -1,0 +1,152 @@
+/* Backward halves of the layer primitives. Each loop follows the
+ * derivative of its forward counterpart in model/ops.c line by line.
+ * Weight gradients are reduced over fixed row chunks in a fixed order, so
+ * they do not depend on the thread count. */
+#include "train/train_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ROW_CHUNK 64
+
+/* y = x * r * w, r = (mean(x^2) + eps)^(-1/2):
+ *   dx_j = r w_j dy_j - x_j r^3 / D * sum_k dy_k w_k x_k
+ *   dw_j = sum_rows dy_j x_j r */
+void tm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                         const float *rstd, int n, int dim, int accumulate)
+{
+    int n_chunks = (n + ROW_CHUNK - 1) / ROW_CHUNK;
+    float *part = dw ? lrgd_alloc_n((size_t)n_chunks * dim, sizeof(float)) : NULL;
+#pragma omp parallel for schedule(static) if (n > 4 * ROW_CHUNK)
+    for (int c = 0; c < n_chunks; c++) {
+        int i1 = (c + 1) * ROW_CHUNK < n ? (c + 1) * ROW_CHUNK : n;
+        float *pc = part ? part + (size_t)c * dim : NULL;
+        for (int i = c * ROW_CHUNK; i < i1; i++) {
+            const float *xi = x + (size_t)i * dim, *dyi = dout + (size_t)i * dim;
+            float *dxi = dx + (size_t)i * dim;
+            float r = rstd[i];
+            double dot = 0;
+            for (int j = 0; j < dim; j++) dot += (double)dyi[j] * w[j] * xi[j];
+            float coef = (float)(dot * r * r * r / dim);
+            for (int j = 0; j < dim; j++) {
+                float g = r * w[j] * dyi[j] - xi[j] * coef;
+                dxi[j] = accumulate ? dxi[j] + g : g;
+            }
+            if (pc)
+                for (int j = 0; j < dim; j++) pc[j] += dyi[j] * xi[j] * r;
+        }
+    }
+    if (part) {
+        for (int c = 0; c < n_chunks; c++)
+            for (int j = 0; j < dim; j++) dw[j] += part[(size_t)c * dim + j];
+        lrgd_free(part);
+    }
+}
+
+void tm_linear_forward(float *y, const float *x, const float *w, int n, int in, int out)
+{
+    lrgd_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+}
+
+void tm_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
+                        int out, int accumulate_dx)
+{
+    if (dx) lrgd_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (dw) lrgd_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+/* One sequence. For query row i of head h (kv head kh) with stored weights P:
+ *   o_i = sum_j P_ij v_j
+ *   dv_j += P_ij do_i,  dP_ij = do_i . v_j
+ *   softmax: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik);  linear: dS_ij = dP_ij
+ *   S_ij = scale q_i . k_j  =>  dq_i += scale sum_j dS_ij k_j,  dk_j += scale dS_ij q_i
+ * The work splits over kv heads: each writes only its own dk/dv columns and
+ * the dq columns of the query heads in its group. */
+void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int T, int n_heads, int n_kv_heads, int head_dim,
+                           lrgd_attn_mode mode)
+{
+    int group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    float *ds = lrgd_alloc_n((size_t)T, sizeof(float));
+    for (int kh = 0; kh < n_kv_heads; kh++) {
+        for (int j = 0; j < T; j++) {
+            memset(dk + (size_t)j * kvd + (size_t)kh * head_dim, 0, (size_t)head_dim * sizeof(float));
+            memset(dv + (size_t)j * kvd + (size_t)kh * head_dim, 0, (size_t)head_dim * sizeof(float));
+        }
+        for (int h = kh * group; h < (kh + 1) * group; h++) {
+            for (int i = 0; i < T; i++) {
+                const float *P = att + ((size_t)h * T + i) * T;
+                const float *doi = dout + (size_t)i * qd + (size_t)h * head_dim;
+                const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
+                float *dqi = dq + (size_t)i * qd + (size_t)h * head_dim;
+                double sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
+                    float *dvj = dv + (size_t)j * kvd + (size_t)kh * head_dim;
+                    float dp = 0;
+                    for (int d = 0; d < head_dim; d++) {
+                        dp += doi[d] * vj[d];
+                        dvj[d] += P[j] * doi[d];
+                    }
+                    ds[j] = dp;
+                    sum += (double)P[j] * dp;
+                }
+                if (mode == LRGD_ATTN_SOFTMAX)
+                    for (int j = 0; j <= i; j++) ds[j] = P[j] * (ds[j] - (float)sum);
+                memset(dqi, 0, (size_t)head_dim * sizeof(float));
+                for (int j = 0; j <= i; j++) {
+                    const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
+                    float *dkj = dk + (size_t)j * kvd + (size_t)kh * head_dim;
+                    float s = ds[j] * scale;
+                    for (int d = 0; d < head_dim; d++) {
+                        dqi[d] += s * kj[d];
+                        dkj[d] += s * qi[d];
+                    }
+                }
+            }
+        }
+    }
+    lrgd_free(ds);
+}
+
+/* h = g sigmoid(g) u:  dh/dg = u sigmoid(g) (1 + g (1 - sigmoid(g))),  dh/du = g sigmoid(g) */
+void tm_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i]));
+        dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        du[i] = dh[i] * g[i] * s;
+    }
+}
+
+void tm_embed_backward(float *dtable, const float *dx, const int *tok, int n, int dim)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = dtable + (size_t)tok[i] * dim;
+        const float *d = dx + (size_t)i * dim;
+        for (int j = 0; j < dim; j++) row[j] += d[j];
+    }
+}
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void tm_dropout(float *x, size_t n, float p, uint64_t seed, uint64_t site)
+{
+    if (p <= 0) return;
+    uint64_t key = mix64(seed ^ mix64(site + 0x9E3779B97F4A7C15ull));
+    /* keep when the top 24 bits of the hash are >= p * 2^24 */
+    uint32_t thresh = (uint32_t)(p * 16777216.0f);
+    float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)(mix64(key + i * 0x9E3779B97F4A7C15ull) >> 40);
+        x[i] = h >= thresh ? x[i] * scale : 0.0f;
+    }
+}

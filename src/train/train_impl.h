@@ -1,0 +1,110 @@
+/* Internals of the training model: parameter layout, saved activations and
+ * the backward halves of the layer primitives (the forward halves live in
+ * model/ops.h and are shared with inference). */
+#ifndef LRGD_TRAIN_IMPL_H
+#define LRGD_TRAIN_IMPL_H
+
+#include "lrgd/train.h"
+#include "model/model_impl.h"
+#include "model/ops.h"
+
+/* Offsets (in floats) of one layer's tensors in the parameter buffer. */
+typedef struct tm_layer {
+    size_t attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3;
+} tm_layer;
+
+/* Activations of the last forward pass, kept for the backward pass.
+ * Per-layer arrays are [n_layers][n_tok][width]; att is per sequence
+ * [n_heads][T][T] at att_off[s]. */
+typedef struct tm_acts {
+    int n_tok, n_seq, n_tgt;
+    size_t n_att; /* floats of att per layer */
+    int *pos;     /* [n_tok] position inside its sequence */
+    size_t *att_off; /* [n_seq] */
+    int *tgt_row; /* [n_tgt] rows with a target */
+    int *tgt_tok; /* [n_tgt] their target item index (token - n_special) */
+    float *x_in;  /* [L+1][N][D]: residual entering layer l; x_in[L] leaves the last layer */
+    float *xn1, *rstd1, *q, *k, *v, *att, *ao, *x_mid, *xn2, *rstd2, *g, *u, *hsw;
+    float *xf, *rstdf; /* final norm */
+    float *dht;        /* [n_tgt][D] gradient at the target rows (fused classifier) */
+    /* backward scratch */
+    float *dx, *dxn, *dq, *dk, *dv, *dao, *dg, *du, *dh, *tmp;
+    float *logits; /* [chunk][n_items] */
+    void *block;
+    size_t cap_bytes;
+} tm_acts;
+
+struct lrgd_tmodel {
+    lrgd_config cfg;
+    int n_items;
+    size_t n_params;
+    float *params, *grads;
+    size_t off_tok, off_out_norm;
+    tm_layer *lay;
+    lrgd_tensor_info *tensors;
+    char (*names)[48];
+    int n_tensors;
+    lrgd_model *view;
+    float dropout;
+    uint64_t drop_seed, step;
+    int fault_layer;    /* test hook: >= 0 poisons this layer's attention output with NaN */
+    tm_acts a;
+};
+
+#define TM_CE_CHUNK 512 /* rows of logits computed at once */
+
+/* ---- layer backward passes (forward halves: model/ops.h) ---------------- */
+
+/* Given out = rmsnorm(x) * w and rstd from the forward pass: dx (+)= d/dx,
+ * dw += d/dw. accumulate: add into dx instead of overwriting. */
+void tm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                         const float *rstd, int n, int dim, int accumulate);
+
+/* y[n][out] = x[n][in] W^T and its backward: dx (+)= dy W, dW += dy^T x. */
+void tm_linear_forward(float *y, const float *x, const float *w, int n, int in, int out);
+void tm_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
+                        int out, int accumulate_dx);
+
+/* Backward of lrgd_attention_forward for one sequence of T positions starting
+ * at 0. att holds what the forward pass stored (softmax weights, or the
+ * scaled raw scores in linear mode). Writes dq, dk, dv (overwrite). */
+void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int T, int n_heads, int n_kv_heads, int head_dim,
+                           lrgd_attn_mode mode);
+
+/* Backward of h = silu(g) * u: dg, du from dh. */
+void tm_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
+
+/* Embedding backward: dtable[tok[i]] += dx[i] (rows in order: deterministic). */
+void tm_embed_backward(float *dtable, const float *dx, const int *tok, int n, int dim);
+
+/* Dropout with hashed masks: x *= keep / (1 - p), keep = hash(seed, site,
+ * index) >= p. Applying it to a gradient is its own backward. */
+void tm_dropout(float *x, size_t n, float p, uint64_t seed, uint64_t site);
+
+/* Fast exp for x <= 0 (softmax after subtracting the max); relative error
+ * ~2e-7, vectorizes. */
+static inline float tm_expf(float x)
+{
+    if (x < -87.0f) x = -87.0f;
+    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float f = x - n * 0.693359375f;
+    f = f + n * 2.12194440e-4f;
+    /* exp(f) on |f| <= ln2/2: Taylor-like minimax polynomial */
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    int e = (int)n + 127;
+    union { uint32_t u; float f; } s = {.u = (uint32_t)e << 23};
+    return p * s.f;
+}
+
+/* First layer (or -1: the embedding/final norm) whose saved activations hold
+ * a NaN or Inf; -2 when all are finite. */
+int tm_first_nonfinite_layer(const lrgd_tmodel *t);
+
+#endif
