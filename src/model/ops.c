@@ -5,9 +5,13 @@
 #include <math.h>
 #include <string.h>
 
+/* Loops below go parallel only above ~32K multiply-adds: a fork/join costs
+ * microseconds, and far more when another process holds the other core. */
+#define PAR_MIN_WORK 32768
+
 void lrgd_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int n, int dim, float eps)
 {
-#pragma omp parallel for schedule(static) if (n > 4)
+#pragma omp parallel for schedule(static) if (n > 4 && (size_t)n * dim >= PAR_MIN_WORK)
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * dim;
         float *oi = out + (size_t)i * dim;
@@ -47,7 +51,7 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
 {
     int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
-#pragma omp parallel
+#pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
         float *sc = lrgd_alloc_n((size_t)T, sizeof(float));
 #pragma omp for collapse(2) schedule(static)
