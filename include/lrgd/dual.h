@@ -16,6 +16,8 @@
  *   softmax, kernel:   exp(k.q/sqrt(d)) ~ phi(k).phi(q) with r positive random
  *                      features phi(x) = exp(w^T x' - |x'|^2/2)/sqrt(r), x' = x/d^{1/4},
  *                      w ~ N(0, I):  o_t ~ (W_0^phi + dW^phi) phi(q_t) / ((z_0 + dz).phi(q_t))
+ *                      (or a lower-variance member of the same unbiased family,
+ *                      LRGD_KERNEL_OPRF)
  *   GD reading:        L(W) = -sum_{i in D} v_i^T W k_i / sqrt(d);  W_0 - grad L = W_0 + dW.
  *
  * Everything is computed in double, in product form sum_j v_j (k_j.q): no
@@ -46,12 +48,19 @@ enum {
 
 #define LRGD_DUAL_MAX_FEATURES 16
 
+/* Random features of the kernel dual. */
+typedef enum lrgd_kernel_kind {
+    LRGD_KERNEL_PRF = 0, /* phi(x) = exp(w.x' - |x'|^2/2)/sqrt(r) */
+    LRGD_KERNEL_OPRF = 1 /* the same family with the variance-minimizing A per head (src/dual/kernel.c) */
+} lrgd_kernel_kind;
+
 typedef struct lrgd_dual_opts {
     unsigned flags;
     int n_features;                         /* E3 at features[0..n_features); 0: no kernel dual */
     int features[LRGD_DUAL_MAX_FEATURES];   /* r values, each in 1..2^20 */
     uint64_t seed;                          /* the random features depend only on (seed, stream, layer, r) */
     uint64_t stream;                        /* e.g. the query user's id */
+    lrgd_kernel_kind kernel;
 } lrgd_dual_opts;
 
 /* One head at the answer position t. Vectors are head_dim doubles. */
@@ -80,6 +89,7 @@ typedef struct lrgd_dual_head {
     /* kernel dual */
     double *o_phi;          /* [n_features][head_dim] */
     double *lambda_phi;     /* [n_features] the kernel estimate of lambda_t */
+    double kernel_a;        /* A of the features (0 for LRGD_KERNEL_PRF) */
 
     /* errors; NaN where a check does not apply (E1 on softmax, E2/E3 on linear models,
      * anything without o_fwd, E4 without LRGD_DUAL_GD) */

@@ -264,10 +264,11 @@ static lrgd_status head_compute(lrgd_dual *d, int l, int h, const float *const *
 
     /* kernel dual (E3) */
     if (want_kernel(d)) {
+        H->kernel_a = d->opts.kernel == LRGD_KERNEL_OPRF ? lrgd_prf_opt_a(qv, H->k, H->kv_stride, n, hd) : 0.0;
         for (int fi = 0; fi < d->opts.n_features; fi++) {
             double *of = H->o_phi + (size_t)fi * hd;
             lrgd_prf_apply(qv, H->k, H->v, H->kv_stride, n, H->demo_of, hd, omega[(size_t)l * d->opts.n_features + fi],
-                           d->opts.features[fi], B + L.la, B + L.tf, of, &H->lambda_phi[fi]);
+                           d->opts.features[fi], H->kernel_a, B + L.la, B + L.tf, of, &H->lambda_phi[fi]);
             H->e3[fi] = H->o_fwd ? rel_err(of, H->o_fwd, hd) : rel_err_dd(of, o.o_split, (size_t)hd);
         }
     }
@@ -408,6 +409,8 @@ static lrgd_status check_opts(const lrgd_dual_opts *o)
 {
     if (o->flags & ~(unsigned)(LRGD_DUAL_MATRICES | LRGD_DUAL_ALL_POSITIONS | LRGD_DUAL_GD))
         return lrgd_fail(LRGD_E_INVALID, "dual options: unknown flags 0x%x", o->flags);
+    if (o->kernel != LRGD_KERNEL_PRF && o->kernel != LRGD_KERNEL_OPRF)
+        return lrgd_fail(LRGD_E_INVALID, "dual options: unknown kernel %d", (int)o->kernel);
     if (o->n_features < 0 || o->n_features > LRGD_DUAL_MAX_FEATURES)
         return lrgd_fail(LRGD_E_INVALID, "dual options: %d feature counts, at most %d", o->n_features,
                          LRGD_DUAL_MAX_FEATURES);

@@ -35,6 +35,9 @@ lrgd_status lrgd_prf_draw(float *omega, int r, int hd, uint64_t seed, uint64_t s
 /* Kernel dual of one head: o ~ sum_j v_j phi(k_j).phi(q) / sum_j phi(k_j).phi(q).
  * Scratch: la [n] doubles, tf [2r] doubles. Returns lambda^phi in *lambda. */
 void lrgd_prf_apply(const double *q, const float *k, const float *v, int stride, int n, const int *demo_of, int hd,
-                    const float *omega, int r, double *la, double *tf, double *o, double *lambda);
+                    const float *omega, int r, double A, double *la, double *tf, double *o, double *lambda);
+/* The variance-minimizing A of the optimal positive features for one head
+ * (keys 0..n-1 against q); 0 gives the plain features. */
+double lrgd_prf_opt_a(const double *q, const float *k, int stride, int n, int hd);
 
 #endif
