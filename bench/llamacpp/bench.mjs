@@ -31,7 +31,7 @@ const vocab = Number(embd.dimensions[1]);
 
 const flash = o.flash === "auto" ? "auto" : o.flash === "on";
 const ctx = await createContext(model, {
-    contextSize: Math.max(o.pp, o.tg), batchSize: o.pp, threads: o.threads, kv: o.kv, flash,
+    contextSize: Math.max(o.pp, o.tg) + 1, batchSize: o.pp, threads: o.threads, kv: o.kv, flash,
 });
 const addon = ctx._ctx;  // internal in 3.21.1 (pinned): the native llama_context wrapper
 if (!addon || typeof addon.decodeBatch !== "function") die("node-llama-cpp internals changed: no AddonContext", 1);

@@ -42,8 +42,11 @@ if (ids.length > model.trainContextSize)
     process.stderr.write(`note: ${ids.length} tokens > n_ctx_train ${model.trainContextSize}\n`);
 
 const n = ids.length;
+// node-llama-cpp keeps one cell free per sequence and otherwise "context-shifts" (drops the oldest
+// tokens) before the last token, silently changing its logits; n + 1 cells avoid that, and the
+// check after evaluation proves no shift happened.
 const ctx = await createContext(model, {
-    contextSize: n, batchSize: o.mode === "batch" ? n : 1, threads: o.threads, kv: o.kv,
+    contextSize: n + 1, batchSize: o.mode === "batch" ? n : 1, threads: o.threads, kv: o.kv,
 });
 const seq = ctx.getSequence();
 const want = { generateNext: { probabilities: true } };
@@ -55,6 +58,10 @@ if (o.mode === "batch") {
 } else {
     for (let i = 0; i < n; i++) results[i] = (await seq.controlledEvaluate([[ids[i], want]]))[0];
 }
+
+const kept = seq.contextTokens;
+if (kept.length !== n || kept.some((t, i) => t !== ids[i]))
+    die(`node-llama-cpp shifted the context (${kept.length} of ${n} tokens kept); logits would be wrong`, 1);
 
 const out = new Float32Array(n * vocab);
 let minLogp = 0, zeros = 0;
