@@ -13,11 +13,8 @@
     }
 
 PENDING(train, 4)
-PENDING(eval, 3)
 PENDING(dual, 5)
 PENDING(effect, 6)
 PENDING(optimize, 6)
 PENDING(experiment, 6)
-PENDING(convert, 2)
-PENDING(info, 2)
 PENDING(bench, 7)

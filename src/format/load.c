@@ -8,12 +8,11 @@ lrgd_status lrgd_model_load(const char *path, lrgd_model **out)
     lrgd_mapped f;
     LRGD_TRY(lrgd_map_file(path, &f));
     lrgd_status st;
+    /* GGUF by its magic; anything else must be a llama2.c checkpoint (no magic). */
     if (f.size >= 4 && memcmp(f.data, "GGUF", 4) == 0)
-        st = lrgd_fail(LRGD_E_UNSUPPORTED, "%s: GGUF reader not built yet", path);
+        st = lrgd_gguf_model_parse(&f, path, out);
     else
         st = lrgd_llama2c_parse(&f, path, out);
     if (st != LRGD_OK) lrgd_unmap_file(&f);
     return st;
 }
-
-void lrgd_gguf_free(struct lrgd_gguf *g) { (void)g; }
