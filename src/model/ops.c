@@ -46,6 +46,27 @@ void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *
     }
 }
 
+/* Dot product and y += a x over one head. Eight partial sums, each its own
+ * lane, let the compiler use one vector register without reassociating
+ * anything: the summation order is the one written here. */
+static inline float dot(const float *restrict a, const float *restrict b, int n)
+{
+    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) p[l] += a[d + l] * b[d + l];
+    for (; d < n; d++) s += a[d] * b[d];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s;
+}
+
+static inline void axpy(float *restrict y, float a, const float *restrict x, int n)
+{
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) y[d + l] += a * x[d + l];
+    for (; d < n; d++) y[d] += a * x[d];
+}
+
 void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float *q, const float *k, const float *v,
                                 int pos0, int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
 {
@@ -53,29 +74,20 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
     float scale = 1.0f / sqrtf((float)head_dim);
 #pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
-        float *sc = lrgd_alloc_n((size_t)T, sizeof(float));
+        /* per-thread scratch: the scores of one row, then the output of one head */
+        float *sc = lrgd_alloc_n((size_t)T + (size_t)head_dim, sizeof(float)), *acc = sc + T;
 #pragma omp for collapse(2) schedule(static)
         for (int h = 0; h < n_heads; h++)
             for (int i = 0; i < n; i++) {
                 int t = pos0 + i, kh = h / group;
                 const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
-                for (int j = 0; j <= t; j++) {
-                    const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
-                    float s = 0;
-                    /* simd: the reduction order is fixed by the build, not by the thread count */
-#pragma omp simd reduction(+ : s)
-                    for (int d = 0; d < head_dim; d++) s += qi[d] * kj[d];
-                    sc[j] = s * scale;
-                }
+                const float *kh0 = k + (size_t)kh * head_dim, *vh0 = v + (size_t)kh * head_dim;
+                for (int j = 0; j <= t; j++) sc[j] = dot(qi, kh0 + (size_t)j * kvd, head_dim) * scale;
                 double l = mode == LRGD_ATTN_SOFTMAX ? lrgd_softmax_row(sc, t + 1) : 0.0;
                 if (lse) lse[(size_t)h * n + i] = (float)l;
-                float *oi = out + (size_t)i * qd + (size_t)h * head_dim;
-                memset(oi, 0, (size_t)head_dim * sizeof(float));
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
-                    float w = sc[j];
-                    for (int d = 0; d < head_dim; d++) oi[d] += w * vj[d];
-                }
+                memset(acc, 0, (size_t)head_dim * sizeof(float));
+                for (int j = 0; j <= t; j++) axpy(acc, sc[j], vh0 + (size_t)j * kvd, head_dim);
+                memcpy(out + (size_t)i * qd + (size_t)h * head_dim, acc, (size_t)head_dim * sizeof(float));
                 if (att) {
                     float *ai = att + ((size_t)h * n + i) * T;
                     memcpy(ai, sc, (size_t)(t + 1) * sizeof(float));
