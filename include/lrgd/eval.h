@@ -129,12 +129,12 @@ typedef struct lrgd_eval_opts {
     int n_neg;            /* 0: rank all items; > 0: target + n_neg sampled negatives */
     uint64_t seed;        /* for the negatives */
     int keep_history;     /* 1: rank the user's history items too (see above) */
-    int batch;            /* users per score_batch call (0: 256, capped by max_batch) */
+    int batch;            /* users per score_batch call (0: 64, capped by max_batch) */
     const int32_t *users; /* evaluate only these users (must take part in the split); NULL: all */
     int n_users;
     const char *label;    /* progress label (NULL: scorer name) */
 } lrgd_eval_opts;
-/* Defaults: full ranking, seed 42, history excluded, batch 256, all users. */
+/* Defaults: full ranking, seed 42, history excluded, batch 64, all users. */
 void lrgd_eval_opts_init(lrgd_eval_opts *o);
 
 typedef struct lrgd_eval_result {

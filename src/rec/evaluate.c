@@ -94,15 +94,16 @@ static int32_t rank_full(const float *scores, int n_items, int32_t target, const
     if (target < 0 || target >= n_items) return -1;
     float ts = scores[target];
     if (isnan(ts)) return -1;
-    /* One branch-free pass: count >= (the target counts itself, so this is
-     * already 1 + the others), and catch NaN anywhere in the row. */
-    int64_t ge = 0;
-    int nan = 0;
+    /* One branch-free, vectorized pass: count >= (the target counts itself,
+     * so this is already 1 + the others) and <; a NaN is neither, so the
+     * two counts miss n_items exactly when the row holds a NaN. */
+    int32_t ge = 0, lt = 0;
+#pragma omp simd reduction(+ : ge, lt)
     for (int j = 0; j < n_items; j++) {
         ge += scores[j] >= ts;
-        nan |= scores[j] != scores[j];
+        lt += scores[j] < ts;
     }
-    if (nan) return -1;
+    if (ge + lt != n_items) return -1;
     if (n_exclude > 0) {
         /* Excluded items are distinct ids, so repeats in a history count once. */
         int32_t stackbuf[512], *ex = n_exclude <= 512 ? stackbuf : malloc((size_t)n_exclude * sizeof *ex);
@@ -143,7 +144,7 @@ void lrgd_eval_opts_init(lrgd_eval_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->seed = 42;
-    o->batch = 256;
+    o->batch = 64;
 }
 
 void lrgd_eval_result_free(lrgd_eval_result *r)
@@ -179,7 +180,7 @@ lrgd_status lrgd_evaluate(const lrgd_split *sp, int step, const lrgd_scorer *sc,
         if (!lrgd_split_has_user(sp, users[i]))
             return lrgd_fail(LRGD_E_INVALID, "evaluate: user %d does not take part in the split", (int)users[i]);
 
-    int B = opts->batch > 0 ? opts->batch : 256;
+    int B = opts->batch > 0 ? opts->batch : 64;
     if (sc->max_batch > 0 && B > sc->max_batch) B = sc->max_batch;
     if (B > n) B = n;
     int nc = opts->n_neg + 1;
@@ -282,7 +283,7 @@ lrgd_status lrgd_evaluate(const lrgd_split *sp, int step, const lrgd_scorer *sc,
             lrgd_fail_wrap(st, "scorer %s", name);
             break;
         }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
         for (int i = 0; i < bn; i++) {
             int32_t rank, target = r->targets[b0 + i];
             if (sampled) {

@@ -1,0 +1,507 @@
+/* lrgd eval: the LOO protocol (LRGD.md §5) for any registered method, with
+ * a table, JSON (metrics, 95% intervals, configuration, dataset counts),
+ * per-user ranks as CSV, and a paired comparison of two methods. */
+#include "cli.h"
+#include "commands.h"
+#include "lrgd/eval.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "eval"
+
+const char help_eval[] =
+    "usage: lrgd eval --data FILE --method NAME [options]\n"
+    "\n"
+    "Evaluate a recommender with leave-one-out: each user's last item is the\n"
+    "test item, the one before it the validation item, the rest training.\n"
+    "Users with fewer than 3 interactions are skipped (and counted). Methods\n"
+    "are fitted only on what the split allows at the chosen step: for --split\n"
+    "valid, the training items; for --split test, training + validation items\n"
+    "(never a test item).\n"
+    "\n"
+    "Ranking: the target against all items, or against N-1 negatives drawn\n"
+    "uniformly from items the user never interacted with (seeded per user:\n"
+    "the same negatives for every method and thread count). Items of the\n"
+    "user's input history are not ranked unless --keep-history. A tie counts\n"
+    "against the target. Metrics: HR@1/5/10/20, NDCG@5/10/20, MRR, each with a\n"
+    "95% t-interval over users.\n"
+    "\n"
+    "options:\n"
+    "  --data FILE          interactions: Amazon sequence file or RecBole .inter\n"
+    "  --format F           amazon | recbole | auto (default auto)\n"
+    "  --items FILE         item text (checked against the dataset; not used by\n"
+    "                       pop/itemknn)\n"
+    "  --method NAME        pop | itemknn (see below)\n"
+    "  --compare NAME       also run NAME and print paired tests (t-test and\n"
+    "                       exact sign test) per metric\n"
+    "  --candidates C       all | N: target + N-1 sampled negatives, e.g. 100\n"
+    "                       or 20 (default all)\n"
+    "  --split S            test | valid (default test)\n"
+    "  --keep-history       rank the user's history items too\n"
+    "  --batch N            users per scorer call (default 64)\n"
+    "  --ranks-csv FILE     per-user ranks (external ids) as CSV\n"
+    "  --out FILE           results as JSON (written atomically)\n"
+    "  --knn-k N            itemknn: neighbours kept per item (default 100)\n"
+    "  --knn-window N       itemknn: co-occurrence window in positions, 0 = whole\n"
+    "                       sequence (default 0)\n"
+    "  --knn-decay X        itemknn: recency weight decay^age, in (0,1] (default 0.8)\n"
+    "  --knn-shrink X       itemknn: cosine shrinkage >= 0 (default 0)\n" CLI_COMMON_HELP
+    "\n"
+    "methods:\n"
+    "  pop       popularity: training interactions per item\n"
+    "  itemknn   item-item cosine on co-occurrence in training sequences,\n"
+    "            recency-weighted sum over the user's history\n";
+
+enum {
+    OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
+    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK
+};
+
+typedef struct eval_args {
+    const char *data, *items, *format_name, *method, *compare, *ranks_csv, *out, *candidates;
+    lrgd_data_format format;
+    int n_neg;        /* 0: all items */
+    int step;         /* LRGD_STEP_TEST or LRGD_STEP_VALID */
+    int keep_history;
+    int batch;
+    lrgd_itemknn_opts knn;
+    cli_common com;
+    /* Options of methods added later (e.g. "model": --model FILE, --demos,
+     * --k) go here, with their getopt entries in cmd_eval. */
+} eval_args;
+
+/* ---- methods: the registration point ------------------------------------------
+ *
+ * One row per method. make() builds a scorer fitted on the split at `step`:
+ * it may read only lrgd_split_train_items / lrgd_split_history at that step
+ * (never lrgd_dataset_user_items, which includes held-out items). config()
+ * writes the method's own parameters into the JSON config. To add a method,
+ * write the two functions and add a row; the evaluator, table, JSON, CSV
+ * and --compare need nothing else. */
+typedef struct eval_method {
+    const char *name;
+    lrgd_status (*make)(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out);
+    void (*config)(lrgd_json *j, const eval_args *a);
+} eval_method;
+
+static lrgd_status make_pop(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    (void)a;
+    return lrgd_scorer_pop(sp, step, out);
+}
+
+static lrgd_status make_itemknn(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return lrgd_scorer_itemknn(sp, step, &a->knn, out);
+}
+
+static void config_itemknn(lrgd_json *j, const eval_args *a)
+{
+    lrgd_json_kint(j, "top_k", a->knn.top_k);
+    lrgd_json_kint(j, "window", a->knn.window);
+    lrgd_json_knum(j, "decay", a->knn.decay);
+    lrgd_json_knum(j, "shrink", a->knn.shrink);
+}
+
+static const eval_method methods[] = {
+    {"pop", make_pop, NULL},
+    {"itemknn", make_itemknn, config_itemknn},
+};
+#define N_METHODS (int)(sizeof methods / sizeof methods[0])
+
+static const eval_method *find_method(const char *name)
+{
+    for (int i = 0; i < N_METHODS; i++)
+        if (strcmp(methods[i].name, name) == 0) return &methods[i];
+    return NULL;
+}
+
+/* ---- one method's run ------------------------------------------------------------ */
+
+typedef struct run {
+    const eval_method *m;
+    lrgd_eval_result *res;
+    lrgd_interval metric[LRGD_N_METRICS];
+    double fit_seconds;
+} run;
+
+static lrgd_status run_method(const eval_args *a, const lrgd_split *sp, const eval_method *m, run *r)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    lrgd_scorer sc = {0};
+    double t0 = lrgd_now();
+    lrgd_status st = m->make(a, sp, a->step, &sc);
+    if (st != LRGD_OK) return lrgd_fail_wrap(st, "method %s", m->name);
+    r->fit_seconds = lrgd_now() - t0;
+    lrgd_eval_opts o;
+    lrgd_eval_opts_init(&o);
+    o.n_neg = a->n_neg;
+    o.seed = a->com.seed;
+    o.keep_history = a->keep_history;
+    o.batch = a->batch;
+    o.label = m->name;
+    st = lrgd_evaluate(sp, a->step, &sc, &o, &r->res);
+    lrgd_scorer_release(&sc);
+    if (st != LRGD_OK) return st;
+    for (int k = 0; k < LRGD_N_METRICS; k++)
+        LRGD_TRY(lrgd_metric_summary((lrgd_metric)k, r->res->ranks, r->res->n, &r->metric[k]));
+    return LRGD_OK;
+}
+
+/* Per-user metric values of a run, for the paired tests. */
+static double *metric_column(const run *r, lrgd_metric m)
+{
+    double *v = malloc((size_t)r->res->n * sizeof *v);
+    if (v)
+        for (int i = 0; i < r->res->n; i++) v[i] = lrgd_metric_value(m, r->res->ranks[i]);
+    return v;
+}
+
+/* ---- output ----------------------------------------------------------------------- */
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static const char *format_name(lrgd_data_format f)
+{
+    return f == LRGD_DATA_AMAZON ? "amazon" : f == LRGD_DATA_RECBOLE ? "recbole" : "memory";
+}
+
+static void json_interval(lrgd_json *j, const char *key, const lrgd_interval *iv)
+{
+    lrgd_json_key(j, key);
+    lrgd_json_obj_begin(j);
+    lrgd_json_knum(j, "mean", iv->mean);
+    lrgd_json_knum(j, "lo", iv->lo);
+    lrgd_json_knum(j, "hi", iv->hi);
+    lrgd_json_knum(j, "sd", iv->sd);
+    lrgd_json_obj_end(j);
+}
+
+static void write_json(FILE *f, const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp, const run *runs,
+                       int n_runs, const lrgd_paired *paired)
+{
+    lrgd_json j;
+    lrgd_json_init(&j, f, 1);
+    lrgd_json_obj_begin(&j);
+    lrgd_json_key(&j, "run");
+    lrgd_json_obj_begin(&j);
+    cli_json_run_info(&j, &a->com);
+    lrgd_json_obj_end(&j);
+
+    lrgd_json_key(&j, "config");
+    lrgd_json_obj_begin(&j);
+    lrgd_json_kstr(&j, "data", a->data);
+    lrgd_json_kstr(&j, "format", format_name(lrgd_dataset_format(ds)));
+    if (a->items) lrgd_json_kstr(&j, "items", a->items);
+    else { lrgd_json_key(&j, "items"); lrgd_json_null(&j); }
+    lrgd_json_kstr(&j, "method", a->method);
+    if (a->compare) lrgd_json_kstr(&j, "compare", a->compare);
+    else { lrgd_json_key(&j, "compare"); lrgd_json_null(&j); }
+    lrgd_json_kstr(&j, "candidates", a->n_neg ? "sampled" : "all");
+    lrgd_json_kint(&j, "n_negatives", a->n_neg);
+    lrgd_json_kstr(&j, "negatives_from", "items the user never interacted with, seeded per user");
+    lrgd_json_kstr(&j, "split", a->step == LRGD_STEP_TEST ? "test" : "valid");
+    lrgd_json_key(&j, "keep_history");
+    lrgd_json_bool(&j, a->keep_history);
+    lrgd_json_kstr(&j, "ties", "count against the target");
+    lrgd_json_kint(&j, "batch", a->batch);
+    for (int r = 0; r < n_runs; r++)
+        if (runs[r].m->config) {
+            lrgd_json_key(&j, runs[r].m->name);
+            lrgd_json_obj_begin(&j);
+            runs[r].m->config(&j, a);
+            lrgd_json_obj_end(&j);
+        }
+    lrgd_json_obj_end(&j);
+
+    const lrgd_data_stats *s = lrgd_dataset_stats(ds);
+    lrgd_json_key(&j, "dataset");
+    lrgd_json_obj_begin(&j);
+    lrgd_json_kstr(&j, "path", a->data);
+    lrgd_json_kint(&j, "users", s->n_users);
+    lrgd_json_kint(&j, "items", s->n_items);
+    lrgd_json_kint(&j, "interactions", s->n_interactions);
+    lrgd_json_kint(&j, "lines", s->n_lines);
+    lrgd_json_kint(&j, "skipped_no_items", s->skipped_no_items);
+    lrgd_json_kint(&j, "repeat_interactions", s->n_repeats);
+    lrgd_json_kint(&j, "min_length", s->min_len);
+    lrgd_json_kint(&j, "max_length", s->max_len);
+    lrgd_json_kint(&j, "items_with_text", lrgd_dataset_n_item_text(ds));
+    lrgd_json_knum(&j, "load_seconds", s->load_seconds);
+    lrgd_json_obj_end(&j);
+
+    lrgd_json_key(&j, "split");
+    lrgd_json_obj_begin(&j);
+    lrgd_json_kstr(&j, "kind", "leave-one-out");
+    lrgd_json_kstr(&j, "target", a->step == LRGD_STEP_TEST ? "last item (test)" : "second last item (validation)");
+    lrgd_json_kint(&j, "users_evaluated", runs[0].res->n);
+    lrgd_json_kint(&j, "users_skipped", lrgd_split_n_skipped(sp));
+    lrgd_json_kstr(&j, "skipped_because", "fewer than 3 interactions");
+    lrgd_json_kint(&j, "train_interactions", lrgd_split_n_train(sp, a->step));
+    lrgd_json_obj_end(&j);
+
+    lrgd_json_key(&j, "results");
+    lrgd_json_arr_begin(&j);
+    for (int r = 0; r < n_runs; r++) {
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kstr(&j, "method", runs[r].m->name);
+        lrgd_json_kint(&j, "users", runs[r].res->n);
+        lrgd_json_knum(&j, "fit_seconds", runs[r].fit_seconds);
+        lrgd_json_knum(&j, "eval_seconds", runs[r].res->seconds);
+        lrgd_json_key(&j, "metrics");
+        lrgd_json_obj_begin(&j);
+        for (int k = 0; k < LRGD_N_METRICS; k++) json_interval(&j, lrgd_metric_name((lrgd_metric)k), &runs[r].metric[k]);
+        lrgd_json_obj_end(&j);
+        lrgd_json_obj_end(&j);
+    }
+    lrgd_json_arr_end(&j);
+
+    if (paired) {
+        lrgd_json_key(&j, "comparison");
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kstr(&j, "a", runs[0].m->name);
+        lrgd_json_kstr(&j, "b", runs[1].m->name);
+        lrgd_json_kstr(&j, "diff", "a - b, per user, paired");
+        lrgd_json_key(&j, "metrics");
+        lrgd_json_obj_begin(&j);
+        for (int k = 0; k < LRGD_N_METRICS; k++) {
+            const lrgd_paired *p = &paired[k];
+            lrgd_json_key(&j, lrgd_metric_name((lrgd_metric)k));
+            lrgd_json_obj_begin(&j);
+            lrgd_json_knum(&j, "mean_a", p->a.mean);
+            lrgd_json_knum(&j, "mean_b", p->b.mean);
+            lrgd_json_knum(&j, "diff", p->diff);
+            lrgd_json_knum(&j, "diff_lo", p->diff_lo);
+            lrgd_json_knum(&j, "diff_hi", p->diff_hi);
+            lrgd_json_knum(&j, "t", p->t);
+            lrgd_json_knum(&j, "df", p->df);
+            lrgd_json_knum(&j, "p_t", p->p_t);
+            lrgd_json_kint(&j, "sign_a_better", p->n_pos);
+            lrgd_json_kint(&j, "sign_b_better", p->n_neg);
+            lrgd_json_kint(&j, "sign_ties", p->n_tie);
+            lrgd_json_knum(&j, "p_sign", p->p_sign);
+            lrgd_json_obj_end(&j);
+        }
+        lrgd_json_obj_end(&j);
+        lrgd_json_obj_end(&j);
+    }
+    lrgd_json_obj_end(&j);
+    fputc('\n', f);
+}
+
+static void print_table(const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp, const run *runs, int n_runs,
+                        const lrgd_paired *paired)
+{
+    const lrgd_data_stats *s = lrgd_dataset_stats(ds);
+    printf("data:       %s (%s): %lld users, %lld items, %lld interactions", base_name(a->data),
+           format_name(lrgd_dataset_format(ds)), (long long)s->n_users, (long long)s->n_items,
+           (long long)s->n_interactions);
+    if (s->skipped_no_items) printf("; %lld users without items skipped", (long long)s->skipped_no_items);
+    printf("\nsplit:      leave-one-out, target = %s; %d users evaluated, %d skipped (< 3 interactions)\n",
+           a->step == LRGD_STEP_TEST ? "test item" : "validation item", runs[0].res->n, lrgd_split_n_skipped(sp));
+    if (a->n_neg)
+        printf("candidates: target + %d negatives never interacted with (seed %" PRIu64 ")\n", a->n_neg, a->com.seed);
+    else
+        printf("candidates: all %d items, %s\n", lrgd_dataset_n_items(ds),
+               a->keep_history ? "history items kept" : "the user's history excluded");
+    for (int r = 0; r < n_runs; r++)
+        printf("%-10s  fit %.2f s, evaluation %.2f s\n", runs[r].m->name, runs[r].fit_seconds, runs[r].res->seconds);
+    printf("\n%-8s", "metric");
+    for (int r = 0; r < n_runs; r++) printf("  %-25s", runs[r].m->name);
+    if (paired) printf("  %-27s  %-9s  %s", "diff (a-b) [95% CI]", "p(t)", "p(sign)");
+    printf("\n");
+    for (int k = 0; k < LRGD_N_METRICS; k++) {
+        printf("%-8s", lrgd_metric_name((lrgd_metric)k));
+        for (int r = 0; r < n_runs; r++) {
+            char cell[64];
+            const lrgd_interval *iv = &runs[r].metric[k];
+            snprintf(cell, sizeof cell, "%.4f [%.4f, %.4f]", iv->mean, iv->lo, iv->hi);
+            printf("  %-25s", cell);
+        }
+        if (paired) {
+            char cell[64];
+            const lrgd_paired *p = &paired[k];
+            snprintf(cell, sizeof cell, "%+.4f [%+.4f, %+.4f]", p->diff, p->diff_lo, p->diff_hi);
+            printf("  %-27s  %-9.3g  %.3g", cell, p->p_t, p->p_sign);
+        }
+        printf("\n");
+    }
+    if (paired) printf("\na = %s, b = %s, paired over the same %lld users\n", runs[0].m->name, runs[1].m->name, (long long)paired[0].n);
+}
+
+static lrgd_status write_ranks(const char *path, const lrgd_dataset *ds, const run *runs, int n_runs)
+{
+    lrgd_afile af;
+    LRGD_TRY(lrgd_afile_open(&af, path));
+    fprintf(af.f, "user,target,n_ranked");
+    for (int r = 0; r < n_runs; r++) fprintf(af.f, ",rank_%s", runs[r].m->name);
+    fputc('\n', af.f);
+    const lrgd_eval_result *res = runs[0].res;
+    for (int i = 0; i < res->n; i++) {
+        /* External ids are written as they are; RecBole tokens with commas or
+         * quotes are CSV-quoted. */
+        const char *names[2] = {lrgd_dataset_user_name(ds, res->users[i]), lrgd_dataset_item_name(ds, res->targets[i])};
+        for (int q = 0; q < 2; q++) {
+            if (q) fputc(',', af.f);
+            if (strpbrk(names[q], ",\"\n")) {
+                fputc('"', af.f);
+                for (const char *c = names[q]; *c; c++) {
+                    if (*c == '"') fputc('"', af.f);
+                    fputc(*c, af.f);
+                }
+                fputc('"', af.f);
+            } else {
+                fputs(names[q], af.f);
+            }
+        }
+        fprintf(af.f, ",%d", (int)res->n_ranked[i]);
+        for (int r = 0; r < n_runs; r++) fprintf(af.f, ",%d", (int)runs[r].res->ranks[i]);
+        fputc('\n', af.f);
+    }
+    return lrgd_afile_commit(&af);
+}
+
+static lrgd_status write_json_file(const char *path, const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp,
+                                   const run *runs, int n_runs, const lrgd_paired *paired)
+{
+    lrgd_afile af;
+    LRGD_TRY(lrgd_afile_open(&af, path));
+    write_json(af.f, a, ds, sp, runs, n_runs, paired);
+    return lrgd_afile_commit(&af);
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, 0, OPT_DATA}, {"format", required_argument, 0, OPT_FORMAT},
+        {"items", required_argument, 0, OPT_ITEMS}, {"method", required_argument, 0, OPT_METHOD},
+        {"compare", required_argument, 0, OPT_COMPARE}, {"candidates", required_argument, 0, OPT_CANDIDATES},
+        {"split", required_argument, 0, OPT_SPLIT}, {"keep-history", no_argument, 0, OPT_KEEP},
+        {"batch", required_argument, 0, OPT_BATCH}, {"ranks-csv", required_argument, 0, OPT_RANKS},
+        {"out", required_argument, 0, OPT_OUT}, {"knn-k", required_argument, 0, OPT_KNN_K},
+        {"knn-window", required_argument, 0, OPT_KNN_WINDOW}, {"knn-decay", required_argument, 0, OPT_KNN_DECAY},
+        {"knn-shrink", required_argument, 0, OPT_KNN_SHRINK}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    eval_args a;
+    memset(&a, 0, sizeof a);
+    cli_common_init(&a.com);
+    lrgd_itemknn_opts_init(&a.knn);
+    a.step = LRGD_STEP_TEST;
+    a.batch = 64;
+    a.format = LRGD_DATA_AUTO;
+    long long v;
+    double x;
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int r = cli_common_opt(CMD, opt, optarg, &a.com);
+        if (r < 0) return CLI_USAGE;
+        if (r > 0) continue;
+        switch (opt) {
+        case OPT_DATA: a.data = optarg; break;
+        case OPT_ITEMS: a.items = optarg; break;
+        case OPT_METHOD: a.method = optarg; break;
+        case OPT_COMPARE: a.compare = optarg; break;
+        case OPT_RANKS: a.ranks_csv = optarg; break;
+        case OPT_OUT: a.out = optarg; break;
+        case OPT_KEEP: a.keep_history = 1; break;
+        case OPT_FORMAT:
+            if (!strcmp(optarg, "amazon")) a.format = LRGD_DATA_AMAZON;
+            else if (!strcmp(optarg, "recbole")) a.format = LRGD_DATA_RECBOLE;
+            else if (!strcmp(optarg, "auto")) a.format = LRGD_DATA_AUTO;
+            else return cli_usage(CMD, "--format: expected amazon, recbole or auto, got '%s'", optarg);
+            break;
+        case OPT_SPLIT:
+            if (!strcmp(optarg, "test")) a.step = LRGD_STEP_TEST;
+            else if (!strcmp(optarg, "valid")) a.step = LRGD_STEP_VALID;
+            else return cli_usage(CMD, "--split: expected test or valid, got '%s'", optarg);
+            break;
+        case OPT_CANDIDATES:
+            a.candidates = optarg;
+            if (!strcmp(optarg, "all")) a.n_neg = 0;
+            else if (cli_int(CMD, "candidates", optarg, 2, 0x7fffffff, &v) == 0) a.n_neg = (int)(v - 1);
+            else return cli_usage(CMD, "--candidates: expected 'all' or a count >= 2 (target included), got '%s'", optarg);
+            break;
+        case OPT_BATCH:
+            if (cli_int(CMD, "batch", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
+            a.batch = (int)v;
+            break;
+        case OPT_KNN_K:
+            if (cli_int(CMD, "knn-k", optarg, 1, 1 << 24, &v)) return CLI_USAGE;
+            a.knn.top_k = (int)v;
+            break;
+        case OPT_KNN_WINDOW:
+            if (cli_int(CMD, "knn-window", optarg, 0, 1 << 30, &v)) return CLI_USAGE;
+            a.knn.window = (int)v;
+            break;
+        case OPT_KNN_DECAY:
+            if (cli_float(CMD, "knn-decay", optarg, 0.0, 1.0, &x)) return CLI_USAGE;
+            if (x <= 0) return cli_usage(CMD, "--knn-decay: expected a number in (0, 1], got '%s'", optarg);
+            a.knn.decay = x;
+            break;
+        case OPT_KNN_SHRINK:
+            if (cli_float(CMD, "knn-shrink", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
+            a.knn.shrink = x;
+            break;
+        case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
+        case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    if (!a.data) return cli_usage(CMD, "--data FILE is required");
+    if (!a.method) return cli_usage(CMD, "--method NAME is required");
+    const eval_method *m1 = find_method(a.method), *m2 = NULL;
+    if (!m1) return cli_usage(CMD, "--method: unknown method '%s'", a.method);
+    if (a.compare) {
+        m2 = find_method(a.compare);
+        if (!m2) return cli_usage(CMD, "--compare: unknown method '%s'", a.compare);
+    }
+    int rc = cli_common_apply(CMD, &a.com);
+    if (rc) return rc;
+
+    lrgd_dataset *ds = NULL;
+    lrgd_split *sp = NULL;
+    run runs[2];
+    memset(runs, 0, sizeof runs);
+    int n_runs = m2 ? 2 : 1;
+    lrgd_paired paired[LRGD_N_METRICS];
+    lrgd_status st = lrgd_dataset_load(a.data, a.format, &ds);
+    if (st == LRGD_OK && a.items) st = lrgd_dataset_load_item_text(ds, a.items);
+    if (st == LRGD_OK) st = lrgd_split_loo(ds, &sp);
+    if (st == LRGD_OK && a.n_neg >= lrgd_dataset_n_items(ds))
+        st = lrgd_fail(LRGD_E_INVALID, "--candidates %s: the dataset has only %d items", a.candidates,
+                       lrgd_dataset_n_items(ds));
+    for (int r = 0; r < n_runs && st == LRGD_OK; r++) st = run_method(&a, sp, r ? m2 : m1, &runs[r]);
+    if (st == LRGD_OK && m2) {
+        if (runs[0].res->n != runs[1].res->n ||
+            memcmp(runs[0].res->users, runs[1].res->users, (size_t)runs[0].res->n * sizeof(int32_t)) != 0)
+            st = lrgd_fail(LRGD_E_RUNTIME, "the two methods were evaluated on different users");
+        for (int k = 0; k < LRGD_N_METRICS && st == LRGD_OK; k++) {
+            double *ca = metric_column(&runs[0], (lrgd_metric)k), *cb = metric_column(&runs[1], (lrgd_metric)k);
+            st = ca && cb ? lrgd_paired_test(ca, cb, runs[0].res->n, &paired[k]) : lrgd_fail(LRGD_E_NOMEM, "out of memory");
+            free(ca);
+            free(cb);
+        }
+    }
+    if (st == LRGD_OK && a.ranks_csv) st = write_ranks(a.ranks_csv, ds, runs, n_runs);
+    if (st == LRGD_OK && a.out) st = write_json_file(a.out, &a, ds, sp, runs, n_runs, m2 ? paired : NULL);
+    if (st == LRGD_OK) {
+        if (a.com.json) write_json(stdout, &a, ds, sp, runs, n_runs, m2 ? paired : NULL);
+        else print_table(&a, ds, sp, runs, n_runs, m2 ? paired : NULL);
+    }
+    rc = st == LRGD_OK ? CLI_OK : cli_fail(CMD, st);
+    for (int r = 0; r < 2; r++) lrgd_eval_result_free(runs[r].res);
+    lrgd_split_free(sp);
+    lrgd_dataset_free(ds);
+    return rc;
+}
