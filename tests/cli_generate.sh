@@ -111,7 +111,7 @@ if "$B" convert --help 2>&1 | grep -q "not built yet"; then
 else
     if "$B" convert "$M" "$T/stories260K.gguf" >"$T/conv.out" 2>&1; then
         check_greedy "stories260K.gguf (lrgd convert)" "$T/stories260K.gguf"
-        "$B" generate --model "$T/stories260K.gguf" --prompt "1 ${WANT[*]:0:5}" --n 0 --logits "$T/g.f32" --quiet ||
+        "$B" generate --model "$T/stories260K.gguf" --prompt "1 ${WANT[*]:0:5}" --n 0 --logits "$T/g.f32" --quiet >/dev/null ||
             bad "gguf logits: exit $?"
         cmp -s "$T/l.f32" "$T/g.f32" || bad "logits of the .bin and its GGUF differ"
     else
