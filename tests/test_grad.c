@@ -381,13 +381,96 @@ static void check_bad_batches(void)
     lrgd_tmodel_free(t);
 }
 
+/* The same gradients with 2 threads as with 1 (the thread split must not
+ * change the maths; OpenBLAS may reorder sums, hence the tolerance). */
+static void check_threads(void)
+{
+    lrgd_config c = tiny(LRGD_ATTN_SOFTMAX, 23);
+    lrgd_tmodel *t;
+    CHECK_OK(lrgd_tmodel_new(&c, 21, &t));
+    if (!t) return;
+    perturb_norms(t, 8);
+    lrgd_tmodel_set_dropout(t, 0.2f, 77);
+    lrgd_tbatch b = {3, OFF, TOK, NULL, TGT};
+    size_t np = lrgd_tmodel_n_params(t);
+    float *g1 = malloc(np * sizeof(float));
+    double l1, l2;
+    lrgd_set_threads(1);
+    lrgd_tmodel_zero_grad(t);
+    CHECK_OK(lrgd_tmodel_grad(t, &b, 1, &l1, NULL));
+    memcpy(g1, lrgd_tmodel_grads(t), np * sizeof(float));
+    lrgd_set_threads(2);
+    lrgd_tmodel_zero_grad(t);
+    CHECK_OK(lrgd_tmodel_grad(t, &b, 1, &l2, NULL));
+    double worst = 0;
+    for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(g1[i] - lrgd_tmodel_grads(t)[i]));
+    printf("1 vs 2 threads: loss %.9f vs %.9f, max |grad difference| %.2e\n", l1, l2, worst);
+    CHECK_NEAR(l1, l2, 1e-6);
+    CHECK(worst < 1e-5);
+    lrgd_set_threads(1);
+    free(g1);
+    lrgd_tmodel_free(t);
+}
+
+/* The training forward and the inference engine (lrgd_eval, KV cache, one
+ * sequence at a time) give the same logits on the same weights: the trainer
+ * and the engine share one model. */
+static void check_engine(lrgd_attn_mode mode, const char *name)
+{
+    lrgd_config c = tiny(mode, 23);
+    lrgd_tmodel *t;
+    CHECK_OK(lrgd_tmodel_new(&c, 31, &t));
+    if (!t) return;
+    perturb_norms(t, 9);
+    lrgd_tbatch b = {3, OFF, TOK, NULL, NULL};
+    int N = OFF[3], D = c.dim, V = c.vocab_size;
+    float *hid = malloc((size_t)N * D * sizeof(float)), *lt = malloc((size_t)N * V * sizeof(float)),
+          *le = malloc((size_t)N * V * sizeof(float));
+    CHECK_OK(lrgd_tmodel_forward(t, &b, 0, NULL, NULL, hid));
+    /* training logits over the whole vocabulary: hidden . E^T (tied) */
+    const float *E = lrgd_tmodel_params(t);
+    for (int i = 0; i < N; i++)
+        for (int v = 0; v < V; v++) {
+            double s = 0;
+            for (int j = 0; j < D; j++) s += (double)hid[i * D + j] * E[v * D + j];
+            lt[i * V + v] = (float)s;
+        }
+    const lrgd_model *m = lrgd_tmodel_model(t);
+    for (int sq = 0; sq < 3; sq++) {
+        lrgd_state *st = NULL;
+        CHECK_OK(lrgd_state_new(m, 32, 8, &st));
+        if (!st) break;
+        int n = OFF[sq + 1] - OFF[sq];
+        /* in two pieces, so the KV cache path is used too */
+        int n1 = n / 2;
+        CHECK_OK(lrgd_eval(st, TOK + OFF[sq], n1, le + (size_t)OFF[sq] * V, 1));
+        CHECK_OK(lrgd_eval(st, TOK + OFF[sq] + n1, n - n1, le + (size_t)(OFF[sq] + n1) * V, 1));
+        lrgd_state_free(st);
+    }
+    double worst = 0, mx = 0;
+    for (int i = 0; i < N * V; i++) {
+        worst = fmax(worst, fabs(lt[i] - le[i]));
+        mx = fmax(mx, fabs(le[i]));
+    }
+    printf("%s: training forward vs lrgd_eval logits: max abs diff %.2e (max |logit| %.2f)\n", name, worst, mx);
+    CHECK(mx > 0.1);
+    CHECK(worst <= 1e-4 * fmax(1.0, mx));
+    free(hid); free(lt); free(le);
+    lrgd_tmodel_free(t);
+}
+
 int main(void)
 {
-    lrgd_set_threads(2);
+    /* one thread: the checks run thousands of tiny passes, and on a shared
+     * machine every OpenMP barrier of a tiny pass can cost a time slice */
+    lrgd_set_threads(1);
+    check_threads();
     check_mode(LRGD_ATTN_SOFTMAX, "softmax+GQA");
     check_mode(LRGD_ATTN_LINEAR, "linear+GQA");
     check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA");
     check_dropout(LRGD_ATTN_LINEAR, "linear+GQA");
     check_bad_batches();
+    check_engine(LRGD_ATTN_SOFTMAX, "softmax+GQA");
+    check_engine(LRGD_ATTN_LINEAR, "linear+GQA");
     return t_finish("test_grad");
 }
