@@ -13,7 +13,6 @@
     }
 
 PENDING(train, 4)
-PENDING(dual, 5)
 PENDING(effect, 6)
 PENDING(optimize, 6)
 PENDING(experiment, 6)

@@ -74,6 +74,8 @@ typedef struct lrgd_dual_head {
     const int *demo_of;     /* [n_pos] demonstration of position j, -1 for T u Q */
 
     /* linear dual */
+    double lambda_abs;      /* sum_{j in D} |k_j.q_t| / sum_j |k_j.q_t|: the demonstrations' share of the
+                               linear attention's scores (its analogue of lambda_t) */
     double *w0q;            /* W_0 q_t */
     double *dwq;            /* [n_demos][head_dim] dW_d q_t */
     /* softmax, exact split */

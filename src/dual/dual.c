@@ -32,7 +32,7 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
     memset(o->o_tq, 0, (size_t)hd * sizeof(double));
     memset(o->o_dd, 0, mh * sizeof(double));
     memset(o->mu, 0, (size_t)n_demos * sizeof(double));
-    double z_tq = 0;
+    double z_tq = 0, abs_d = 0, abs_all = 0;
     for (int j = 0; j < n; j++) {
         const float *vj = v + (size_t)j * stride;
         int d = demo_of[j];
@@ -45,6 +45,8 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
         for (int a = 0; a < hd; a++) acc[a] += e * vj[a];
         if (d < 0) z_tq += e;
         else o->mu[d] += e;
+        abs_all += fabs(sc[j]);
+        if (d >= 0) abs_d += fabs(sc[j]);
     }
     double z_d = 0;
     for (int d = 0; d < n_demos; d++) z_d += o->mu[d];
@@ -59,6 +61,7 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
         for (int a = 0; a < hd; a++) o->o_d[a] += o->mu[d] * od[a];
     }
     o->lambda = z_d / (z_d + z_tq);
+    o->lambda_abs = abs_all > 0 ? abs_d / abs_all : 0;
     for (int a = 0; a < hd; a++) o->o_split[a] = (1 - o->lambda) * o->o_tq[a] + o->lambda * o->o_d[a];
 }
 
@@ -221,6 +224,7 @@ static lrgd_status head_compute(lrgd_dual *d, int l, int h, const float *const *
     dual_out o = out_at(B + L.w0q, (size_t)hd, (size_t)m);
     lrgd_dual_apply(qv, H->k, H->v, H->kv_stride, n, H->demo_of, m, hd, B + L.sc, &o);
     H->lambda = o.lambda;
+    H->lambda_abs = o.lambda_abs;
 
     const int linear = sh->attn == LRGD_ATTN_LINEAR;
     double *lin = B + L.tmp; /* W_0 q + sum_d dW_d q */

@@ -21,7 +21,7 @@ struct lrgd_dual {
 typedef struct dual_out {
     double *w0q, *dwq;           /* linear dual: W_0 q, dW_d q */
     double *o_tq, *o_d, *mu, *o_dd, *o_split;
-    double lambda;
+    double lambda, lambda_abs;
 } dual_out;
 
 /* The dual model of one head applied to q (double[hd]) over keys/values
