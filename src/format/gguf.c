@@ -429,13 +429,16 @@ static lrgd_status parse_tensors(rd *r, lrgd_gguf *g)
             return lrgd_fail(LRGD_E_FORMAT,
                              "%s: offset %zu: tensor '%s' data offset %" PRIu64 " is not a multiple of the alignment %zu",
                              nm, off_field, t->name, t->offset, a);
-        size_t start, end;
+        /* Writers pad every tensor, the last one too (ggml, gguf-py): a file
+         * cut inside that padding is truncated, and is refused as such. */
+        size_t start, end, padded;
         if (t->offset > SIZE_MAX || !lrgd_add_ok(data_off, (size_t)t->offset, &start) ||
-            !lrgd_add_ok(start, t->bytes, &end) || end > r->size)
+            !lrgd_add_ok(start, t->bytes, &end) || !lrgd_add_ok(end, a - 1, &padded) ||
+            (padded & ~(a - 1)) > r->size)
             return lrgd_fail(LRGD_E_FORMAT,
                              "%s: offset %zu: tensor '%s' data (%zu bytes at data offset %" PRIu64
-                             ") runs past the end of the file (%zu bytes, data section at %zu)",
-                             nm, off_field, t->name, t->bytes, t->offset, r->size, data_off);
+                             ") runs past the end of the file (%zu bytes, data section at %zu, tensors padded to %zu)",
+                             nm, off_field, t->name, t->bytes, t->offset, r->size, data_off, a);
         t->file_offset = start;
         t->data = r->p + start;
     }
