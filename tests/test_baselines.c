@@ -105,6 +105,7 @@ static void test_itemknn_by_hand(void)
     double s01 = 2 / sqrt(6.0), s02 = 0.5, s12 = 2 / sqrt(6.0), s13 = 1 / sqrt(3.0), s23 = 1 / sqrt(2.0);
     lrgd_itemknn_opts ko;
     lrgd_itemknn_opts_init(&ko);
+    ko.window = 0;
     ko.decay = 0.5;
     lrgd_scorer sc;
     CHECK_OK(lrgd_scorer_itemknn(sp, LRGD_STEP_TEST, &ko, &sc));
@@ -315,7 +316,7 @@ static void test_fit_ignores_held_out(void)
                 lrgd_scorer ca, cb;
                 lrgd_itemknn_opts ko;
                 lrgd_itemknn_opts_init(&ko);
-                ko.window = meth == 2 ? 2 : 0;
+                ko.window = meth == 2 ? 2 : 0; /* whole sequence, then a window */
                 if (meth == 0) { CHECK_OK(lrgd_scorer_pop(sa, step, &ca)); CHECK_OK(lrgd_scorer_pop(sb, step, &cb)); }
                 else { CHECK_OK(lrgd_scorer_itemknn(sa, step, &ko, &ca)); CHECK_OK(lrgd_scorer_itemknn(sb, step, &ko, &cb)); }
                 for (int u = 0; u < NU; u++) {

@@ -45,8 +45,8 @@ const char help_eval[] =
     "  --out FILE           results as JSON (written atomically)\n"
     "  --knn-k N            itemknn: neighbours kept per item (default 100)\n"
     "  --knn-window N       itemknn: co-occurrence window in positions, 0 = whole\n"
-    "                       sequence (default 0)\n"
-    "  --knn-decay X        itemknn: recency weight decay^age, in (0,1] (default 0.8)\n"
+    "                       sequence (default 5)\n"
+    "  --knn-decay X        itemknn: recency weight decay^age, in (0,1] (default 0.7)\n"
     "  --knn-shrink X       itemknn: cosine shrinkage >= 0 (default 0)\n" CLI_COMMON_HELP
     "\n"
     "methods:\n"
@@ -429,7 +429,7 @@ int cmd_eval(int argc, char **argv)
             a.candidates = optarg;
             if (!strcmp(optarg, "all")) a.n_neg = 0;
             else if (cli_int(CMD, "candidates", optarg, 2, 0x7fffffff, &v) == 0) a.n_neg = (int)(v - 1);
-            else return cli_usage(CMD, "--candidates: expected 'all' or a count >= 2 (target included), got '%s'", optarg);
+            else return CLI_USAGE; /* cli_int said what it expected */
             break;
         case OPT_BATCH:
             if (cli_int(CMD, "batch", optarg, 1, 1 << 20, &v)) return CLI_USAGE;

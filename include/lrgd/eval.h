@@ -174,8 +174,8 @@ void lrgd_eval_result_free(lrgd_eval_result *r);
  *   score 0. */
 typedef struct lrgd_itemknn_opts {
     int top_k;    /* neighbours kept per item (default 100) */
-    int window;   /* co-occurrence window in positions (default 0: whole sequence) */
-    double decay; /* recency weight base in (0, 1] (default 0.8) */
+    int window;   /* co-occurrence window in positions; 0: whole sequence (default 5) */
+    double decay; /* recency weight base in (0, 1] (default 0.7) */
     double shrink;/* >= 0 (default 0) */
 } lrgd_itemknn_opts;
 void lrgd_itemknn_opts_init(lrgd_itemknn_opts *o);

@@ -97,9 +97,12 @@ static void knn_destroy(void *ctx)
 
 void lrgd_itemknn_opts_init(lrgd_itemknn_opts *o)
 {
+    /* Chosen on the validation step of the three Amazon files (full
+     * ranking, NDCG@10): windows of 3-5 and decay 0.6-0.7 were best on all
+     * three; whole-sequence co-occurrence and no decay were worse. */
     o->top_k = 100;
-    o->window = 0;
-    o->decay = 0.8;
+    o->window = 5;
+    o->decay = 0.7;
     o->shrink = 0.0;
 }
 
