@@ -215,8 +215,8 @@ int cmd_generate(int argc, char **argv)
         putchar('\n');
         if (!ids_only && !com.quiet) {
             if (logits_path) fprintf(stderr, "logits of %d positions written to %s (%.3f s)\n", n_prompt, logits_path, t_prompt);
-            fprintf(stderr, "%.3f s, %.1f tokens/s (prompt + generation)\n", t_gen,
-                    t_gen > 0 ? (n_prompt + n_out) / t_gen : 0.0);
+            if (n_out > 0)
+                fprintf(stderr, "%.3f s, %.1f tokens/s (prompt + generation)\n", t_gen, (n_prompt + n_out) / t_gen);
         }
     }
     if (fflush(stdout) != 0 && rc == CLI_OK) rc = cli_fail(CMD, lrgd_fail(LRGD_E_IO, "stdout: write failed"));
