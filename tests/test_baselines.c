@@ -107,6 +107,7 @@ static void test_itemknn_by_hand(void)
     lrgd_itemknn_opts_init(&ko);
     ko.window = 0;
     ko.decay = 0.5;
+    ko.pop_weight = 0; /* the pure method; the back-off is checked against brute force below */
     lrgd_scorer sc;
     CHECK_OK(lrgd_scorer_itemknn(sp, LRGD_STEP_TEST, &ko, &sc));
     /* Best first; 1's neighbours 0 and 2 tie at 2/sqrt6: smaller id first. */
@@ -213,10 +214,12 @@ static void test_itemknn_brute_force(void)
     int *C = calloc((size_t)NI * NI, sizeof *C), *N = calloc(NI, sizeof *N);
     double *S = calloc((size_t)NI * NI, sizeof *S);
     ref_nb *list = malloc(NI * sizeof *list);
-    struct { int k, window; double shrink, decay; } cfg[] = {{100, 0, 0, 0.8}, {5, 0, 0, 0.9}, {3, 2, 0.5, 0.6}, {7, 1, 0, 1.0}};
+    struct { int k, window; double shrink, decay, pop; } cfg[] = {
+        {100, 0, 0, 0.8, 0}, {5, 0, 0, 0.9, 0}, {3, 2, 0.5, 0.6, 0}, {7, 1, 0, 1.0, 0}, {4, 3, 0, 0.7, 0.01}};
+    const int n_cfg = (int)(sizeof cfg / sizeof cfg[0]);
     int bad = 0;
     for (int step = 0; step < 2; step++)
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < n_cfg; c++) {
             memset(C, 0, (size_t)NI * NI * sizeof *C);
             memset(N, 0, NI * sizeof *N);
             for (int u = 0; u < NU; u++) {
@@ -236,7 +239,16 @@ static void test_itemknn_brute_force(void)
                     for (int j = 0; j < NI; j++) C[i * NI + j] += pair[i][j];
                 }
             }
-            lrgd_itemknn_opts ko = {cfg[c].k, cfg[c].window, cfg[c].decay, cfg[c].shrink};
+            lrgd_itemknn_opts ko = {cfg[c].k, cfg[c].window, cfg[c].decay, cfg[c].shrink, cfg[c].pop};
+            /* Pop counts on the same training items, for the back-off term */
+            double cnt[40] = {0}, mx = 1;
+            for (int u = 0; u < NU; u++) {
+                const int32_t *t;
+                int L;
+                lrgd_split_train_items(sp, step, u, &t, &L);
+                for (int p = 0; p < L; p++) cnt[t[p]] += 1;
+            }
+            for (int i = 0; i < NI; i++) mx = cnt[i] > mx ? cnt[i] : mx;
             lrgd_scorer sc;
             CHECK_OK(lrgd_scorer_itemknn(sp, step, &ko, &sc));
             if (!sc.ctx) continue;
@@ -264,7 +276,7 @@ static void test_itemknn_brute_force(void)
                 float row[40];
                 score_user(&sc, sp, step, u, row);
                 for (int j = 0; j < NI; j++) {
-                    double want = 0;
+                    double want = (float)(cfg[c].pop * cnt[j] / mx);
                     for (int t = 0; t < hl; t++) want += pow(cfg[c].decay, hl - 1 - t) * S[h[t] * NI + j];
                     bad += fabs(row[j] - want) > 1e-5 * (1 + fabs(want));
                 }

@@ -47,16 +47,20 @@ const char help_eval[] =
     "  --knn-window N       itemknn: co-occurrence window in positions, 0 = whole\n"
     "                       sequence (default 5)\n"
     "  --knn-decay X        itemknn: recency weight decay^age, in (0,1] (default 0.7)\n"
-    "  --knn-shrink X       itemknn: cosine shrinkage >= 0 (default 0)\n" CLI_COMMON_HELP
+    "  --knn-shrink X       itemknn: cosine shrinkage >= 0 (default 0)\n"
+    "  --knn-pop X          itemknn: add X * count/max count of Pop to every score,\n"
+    "                       ordering items no neighbour list reaches; 0 = pure\n"
+    "                       ItemKNN (default 0.001)\n" CLI_COMMON_HELP
     "\n"
     "methods:\n"
     "  pop       popularity: training interactions per item\n"
     "  itemknn   item-item cosine on co-occurrence in training sequences,\n"
-    "            recency-weighted sum over the user's history\n";
+    "            recency-weighted sum over the user's history, popularity as a\n"
+    "            tie-breaker (--knn-pop)\n";
 
 enum {
     OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
-    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK
+    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP
 };
 
 typedef struct eval_args {
@@ -103,6 +107,7 @@ static void config_itemknn(lrgd_json *j, const eval_args *a)
     lrgd_json_kint(j, "window", a->knn.window);
     lrgd_json_knum(j, "decay", a->knn.decay);
     lrgd_json_knum(j, "shrink", a->knn.shrink);
+    lrgd_json_knum(j, "pop_weight", a->knn.pop_weight);
 }
 
 static const eval_method methods[] = {
@@ -389,7 +394,8 @@ int cmd_eval(int argc, char **argv)
         {"batch", required_argument, 0, OPT_BATCH}, {"ranks-csv", required_argument, 0, OPT_RANKS},
         {"out", required_argument, 0, OPT_OUT}, {"knn-k", required_argument, 0, OPT_KNN_K},
         {"knn-window", required_argument, 0, OPT_KNN_WINDOW}, {"knn-decay", required_argument, 0, OPT_KNN_DECAY},
-        {"knn-shrink", required_argument, 0, OPT_KNN_SHRINK}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+        {"knn-shrink", required_argument, 0, OPT_KNN_SHRINK}, {"knn-pop", required_argument, 0, OPT_KNN_POP},
+        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     eval_args a;
     memset(&a, 0, sizeof a);
     cli_common_init(&a.com);
@@ -451,6 +457,10 @@ int cmd_eval(int argc, char **argv)
         case OPT_KNN_SHRINK:
             if (cli_float(CMD, "knn-shrink", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
             a.knn.shrink = x;
+            break;
+        case OPT_KNN_POP:
+            if (cli_float(CMD, "knn-pop", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
+            a.knn.pop_weight = x;
             break;
         case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
         case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);

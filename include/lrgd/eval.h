@@ -171,12 +171,19 @@ void lrgd_eval_result_free(lrgd_eval_result *r);
  *   Scoring a history h_0 .. h_{L-1} (oldest first):
  *     score(j) = sum_t decay^(L-1-t) * sim(h_t, j) over j in neighbours(h_t),
  *   so the most recent item has weight 1. Items reached by no neighbour list
- *   score 0. */
+ *   score 0, and with ties counting against the target a target no list
+ *   reaches ranks behind every other candidate. pop_weight > 0 adds
+ *   pop_weight * count(j) / max_k count(k) (Pop's counts on the same training
+ *   items) to every score: a popularity back-off that orders the items the
+ *   neighbour lists leave tied; the default 1e-3 leaves the order of
+ *   clearly different neighbour scores alone (pop_weight = 0 is the pure
+ *   method above). */
 typedef struct lrgd_itemknn_opts {
     int top_k;    /* neighbours kept per item (default 100) */
     int window;   /* co-occurrence window in positions; 0: whole sequence (default 5) */
     double decay; /* recency weight base in (0, 1] (default 0.7) */
     double shrink;/* >= 0 (default 0) */
+    double pop_weight; /* >= 0: add pop_weight * count(j) / max count (default 1e-3; 0: pure ItemKNN) */
 } lrgd_itemknn_opts;
 void lrgd_itemknn_opts_init(lrgd_itemknn_opts *o);
 
