@@ -170,6 +170,7 @@ static void test_metadata_roundtrip(void)
         uint64_t x;
         memcpy(&x, (const unsigned char *)lrgd_gguf_arr_raw(v) + 8, 8);
         CHECK(x == UINT64_MAX);
+        CHECK(lrgd_gguf_arr_u64(v, 1, &x) == LRGD_OK && x == UINT64_MAX);
         CHECK(lrgd_gguf_arr_int(v, 1, &i) == LRGD_E_FORMAT);
         CHECK(lrgd_gguf_arr_int(v, 2, &i) == LRGD_E_INVALID); /* past the end */
     }
@@ -603,6 +604,63 @@ static void test_rec_roundtrip(void)
     lrgd_model_free(a);
 }
 
+/* The forward pass agrees before and after a GGUF round trip (with NeoX
+ * weights permuted into the adjacent-pair form on the way). */
+static double logits_diff(const lrgd_model *a, const lrgd_model *b, int n, double *mag)
+{
+    int V = a->cfg.vocab_size, ids[64];
+    for (int i = 0; i < n; i++) ids[i] = (i * 37 + 5) % V;
+    float *la = malloc(sizeof(float) * (size_t)n * V), *lb = malloc(sizeof(float) * (size_t)n * V);
+    lrgd_state *sa = NULL, *sb = NULL;
+    double worst = INFINITY;
+    *mag = 0;
+    if (lrgd_state_new(a, n, n, &sa) == LRGD_OK && lrgd_state_new(b, n, n, &sb) == LRGD_OK &&
+        lrgd_eval(sa, ids, n, la, 1) == LRGD_OK && lrgd_eval(sb, ids, n, lb, 1) == LRGD_OK) {
+        worst = 0;
+        for (size_t i = 0; i < (size_t)n * V; i++) {
+            worst = fmax(worst, fabs((double)la[i] - lb[i]));
+            *mag = fmax(*mag, fabs((double)la[i]));
+        }
+    } else {
+        fprintf(stderr, "logits_diff: %s\n", lrgd_last_error());
+    }
+    lrgd_state_free(sa);
+    lrgd_state_free(sb);
+    free(la);
+    free(lb);
+    return worst;
+}
+
+static void test_forward_roundtrip(void)
+{
+    lrgd_config c = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+                     .vocab_size = 300, .seq_len = 128, .norm_eps = 1e-5f, .rope_base = 10000.0f,
+                     .rope_type = LRGD_ROPE_NEOX, .attn = LRGD_ATTN_SOFTMAX, .tied = 0};
+    lrgd_model *a = NULL, *b = NULL;
+    CHECK_OK(lrgd_model_new_random(&c, 17, &a));
+    if (!a) return;
+    const char *path = tmp_path("neox.gguf");
+    CHECK_OK(lrgd_model_save_gguf(a, path, LRGD_F32, NULL));
+    CHECK_OK(lrgd_model_load(path, &b));
+    if (b) {
+        double mag, d = logits_diff(a, b, 48, &mag);
+        CHECK_MSG(d <= 1e-5 * fmax(mag, 1.0) && mag > 0.5, "NeoX softmax model: logits differ by %g (max %g)", d, mag);
+        lrgd_model_free(b);
+    }
+    lrgd_model_free(a);
+    a = make_rec_model(); /* NeoX, linear attention */
+    b = NULL;
+    path = tmp_path("rec_fwd.gguf");
+    if (a) CHECK_OK(lrgd_model_save_gguf(a, path, LRGD_F32, NULL));
+    if (a) CHECK_OK(lrgd_model_load(path, &b));
+    if (a && b) {
+        double mag, d = logits_diff(a, b, 20, &mag);
+        CHECK_MSG(d <= 1e-5 * fmax(mag, 1.0) && mag > 0.5, "NeoX linear model: logits differ by %g (max %g)", d, mag);
+    }
+    lrgd_model_free(b);
+    lrgd_model_free(a);
+}
+
 /* ---- hostile input -------------------------------------------------------------- */
 
 static void expect_raw(const rawbuf *b, lrgd_status want, const char *substr, const char *what)
@@ -901,6 +959,7 @@ int main(void)
     test_tensor_roundtrip();
     test_stories();
     test_rec_roundtrip();
+    test_forward_roundtrip();
     test_hostile_raw();
     test_hostile_model();
     test_truncation();

@@ -92,7 +92,7 @@ static void text_value(const lrgd_gguf_val *v, int64_t show, int depth)
             printf("%.9g", f);
         } else if (et == LRGD_GGUF_U64) {
             uint64_t u;
-            memcpy(&u, (const unsigned char *)lrgd_gguf_arr_raw(v) + 8 * k, 8);
+            lrgd_gguf_arr_u64(v, k, &u);
             printf("%" PRIu64, u);
         } else {
             int64_t i;
@@ -140,7 +140,7 @@ static void json_value(lrgd_json *j, const lrgd_gguf_val *v, int64_t show)
             lrgd_gguf_arr_float(v, k, &f);
             lrgd_json_num(j, f);
         } else if (et == LRGD_GGUF_U64) {
-            memcpy(&u, (const unsigned char *)lrgd_gguf_arr_raw(v) + 8 * k, 8);
+            lrgd_gguf_arr_u64(v, k, &u);
             if (u > (uint64_t)INT64_MAX) lrgd_json_num(j, (double)u);
             else lrgd_json_int(j, (long long)u);
         } else {

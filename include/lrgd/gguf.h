@@ -93,6 +93,7 @@ uint64_t lrgd_gguf_arr_len(const lrgd_gguf_val *v);
 /* Element i of an array, converted as by the scalar getters. */
 lrgd_status lrgd_gguf_arr_int(const lrgd_gguf_val *v, uint64_t i, int64_t *out);
 lrgd_status lrgd_gguf_arr_float(const lrgd_gguf_val *v, uint64_t i, double *out);
+lrgd_status lrgd_gguf_arr_u64(const lrgd_gguf_val *v, uint64_t i, uint64_t *out);
 const char *lrgd_gguf_arr_str(const lrgd_gguf_val *v, uint64_t i, uint64_t *len); /* NULL if not strings */
 const lrgd_gguf_val *lrgd_gguf_arr_arr(const lrgd_gguf_val *v, uint64_t i);     /* NULL if not arrays */
 /* Raw little-endian bytes of a numeric array (possibly unaligned); NULL otherwise. */

@@ -647,6 +647,13 @@ lrgd_status lrgd_gguf_arr_int(const lrgd_gguf_val *v, uint64_t i, int64_t *out)
     return lrgd_gguf_val_int(&e, out);
 }
 
+lrgd_status lrgd_gguf_arr_u64(const lrgd_gguf_val *v, uint64_t i, uint64_t *out)
+{
+    lrgd_gguf_val e;
+    LRGD_TRY(arr_elem(v, i, &e));
+    return lrgd_gguf_val_u64(&e, out);
+}
+
 lrgd_status lrgd_gguf_arr_float(const lrgd_gguf_val *v, uint64_t i, double *out)
 {
     lrgd_gguf_val e;
