@@ -74,8 +74,11 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
     float scale = 1.0f / sqrtf((float)head_dim);
 #pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
-        /* per-thread scratch: the scores of one row, then the output of one head */
-        float *sc = lrgd_alloc_n((size_t)T + (size_t)head_dim, sizeof(float)), *acc = sc + T;
+        /* per-thread scratch: the scores of one row, then the output of one head;
+         * on the stack for the usual contexts, so decoding does not malloc */
+        float local[2048];
+        size_t need = (size_t)T + (size_t)head_dim;
+        float *sc = need <= 2048 ? local : lrgd_alloc_n(need, sizeof(float)), *acc = sc + T;
 #pragma omp for collapse(2) schedule(static)
         for (int h = 0; h < n_heads; h++)
             for (int i = 0; i < n; i++) {
@@ -94,7 +97,7 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
                     memset(ai + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
                 }
             }
-        lrgd_free(sc);
+        if (sc != local) lrgd_free(sc);
     }
 }
 
