@@ -864,7 +864,16 @@ static void test_hostile_model(void)
     void *d32, *d1;
     size_t n32, n1;
     CHECK_OK(tiny_bytes(&(tiny_opts){0}, &d32, &n32));
-    CHECK_OK(tiny_bytes(&(tiny_opts){.alignment = 1}, &d1, &n1));
+    {
+        /* an odd-length entry so that the unpadded tensors land off 4-byte boundaries */
+        lrgd_gguf_writer *w1 = NULL;
+        float *nb = NULL;
+        CHECK_OK(tiny_build(&(tiny_opts){.alignment = 1}, &w1, &nb));
+        CHECK_OK(lrgd_gguf_set_str(w1, "x.odd", "ab"));
+        CHECK_OK(lrgd_gguf_write_mem(w1, &d1, &n1));
+        lrgd_gguf_writer_free(w1);
+        free(nb);
+    }
     lrgd_gguf *g32, *g1;
     lrgd_model *m32 = NULL, *m1 = NULL;
     CHECK_OK(lrgd_gguf_parse(d32, n32, "a32", &g32));

@@ -14,6 +14,7 @@ const char help_convert[] =
     "A llama2.c checkpoint carries no tokenizer: the GGUF gets a synthesized\n"
     "vocabulary (<unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then\n"
     "placeholder pieces <tok_N>), so token ids keep their meaning but text does not.\n"
+    "A GGUF input keeps its tokenizer.* and general.* keys.\n"
     "\n"
     "options:\n"
     "  --type T      weight type of the matrices: f32 (default), f16 or q8_0;\n"

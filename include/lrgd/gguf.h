@@ -178,12 +178,13 @@ enum { LRGD_TOK_NORMAL = 1, LRGD_TOK_UNKNOWN = 2, LRGD_TOK_CONTROL = 3, LRGD_TOK
        LRGD_TOK_UNUSED = 5, LRGD_TOK_BYTE = 6 };
 
 typedef struct lrgd_gguf_vocab {
-    const char *model;         /* tokenizer.ggml.model, e.g. "llama" (SentencePiece) */
-    int n;                     /* number of tokens = the model's vocab_size */
-    const char *const *pieces; /* [n], unique */
-    const float *scores;       /* [n] or NULL (all 0) */
-    const int32_t *types;      /* [n] or NULL (all NORMAL) */
-    int bos, eos, unk, pad;    /* -1: not written */
+    const char *model;           /* tokenizer.ggml.model: "llama" (SentencePiece) or "bert" (WordPiece) */
+    int n;                       /* number of tokens = the model's vocab_size */
+    const char *const *pieces;   /* [n], unique */
+    const float *scores;         /* [n] or NULL (all 0) */
+    const int32_t *types;        /* [n] or NULL (all NORMAL) */
+    int bos, eos, unk, pad, sep, mask; /* -1: not written */
+    int add_bos, add_eos, add_sep;     /* -1: not written, else tokenizer.ggml.add_*_token */
 } lrgd_gguf_vocab;
 
 /* Write tokenizer.ggml.{model,tokens,scores,token_type} and the special ids. */
@@ -191,12 +192,26 @@ lrgd_status lrgd_gguf_write_vocab(lrgd_gguf_writer *w, const lrgd_gguf_vocab *v)
 
 /* ---- models --------------------------------------------------------------- */
 
-/* Save m as a GGUF file llama.cpp can load ("llama" architecture): every
- * llama.* hyper-parameter, a vocabulary (the source file's tokenizer.* keys for
- * a model read from GGUF, else synthesized: see docs), the lrgd.* keys, the
- * 2-D weights in wtype (F32, F16 or Q8_0; a matrix whose row length is not a
- * multiple of 32 falls back from Q8_0 to F16), the norms in F32, output.weight
- * only when untied. name: general.name (NULL: "lrgd"). */
+/* Save m as a GGUF file llama.cpp can load ("llama" architecture):
+ *  - general.architecture/name/file_type and every llama.* hyper-parameter;
+ *  - lrgd.attention ("softmax"|"linear"), lrgd.rope.type ("norm"|"neox") and,
+ *    for a recommendation model (m->rec.n_items > 0), lrgd.n_special,
+ *    lrgd.token.{pad,bos,sep,ans,eos} (u32) and lrgd.item_ids (i64 per item token);
+ *  - a vocabulary: the source file's tokenizer.* keys for a model read from
+ *    GGUF; else synthesized (ids keep their meaning, text does not):
+ *      text model, vocab >= 259: SentencePiece ("llama"): 0 <unk>, 1 <s>,
+ *        2 </s>, 3..258 <0x00>..<0xFF> byte pieces, then <tok_N>;
+ *      recommendation model or vocab < 259: WordPiece ("bert") with the same
+ *        kind of pieces (<pad> <s> <sep> <ans> </s>, item_<external id>,
+ *        <unused_N>), because llama.cpp's SentencePiece aborts on text it
+ *        cannot spell in byte pieces while WordPiece maps it to <unk>;
+ *  - 2-D weights in wtype (F32, F16 or Q8_0; a matrix whose rows are not a
+ *    multiple of 32 long falls back from Q8_0 to F16), norms in F32,
+ *    output.weight only when untied. A NeoX-RoPE model is written in the
+ *    adjacent-pair form llama.cpp computes (rows of wq and wk permuted within
+ *    each head, which leaves every attention score unchanged) and reads back
+ *    as rope type "norm".
+ * name: general.name (NULL: the source's, else "lrgd"). */
 lrgd_status lrgd_model_save_gguf(const lrgd_model *m, const char *path, lrgd_dtype wtype, const char *name);
 
 #ifdef __cplusplus

@@ -477,8 +477,8 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 lrgd_status lrgd_gguf_write_vocab(lrgd_gguf_writer *w, const lrgd_gguf_vocab *v)
 {
     if (v->n < 1 || !v->pieces) return lrgd_fail(LRGD_E_INVALID, "vocabulary: no tokens");
-    const int ids[4] = {v->bos, v->eos, v->unk, v->pad};
-    for (int k = 0; k < 4; k++)
+    const int ids[6] = {v->bos, v->eos, v->unk, v->pad, v->sep, v->mask};
+    for (int k = 0; k < 6; k++)
         if (ids[k] < -1 || ids[k] >= v->n)
             return lrgd_fail(LRGD_E_INVALID, "vocabulary: special token id %d outside 0..%d", ids[k], v->n - 1);
     /* Unique pieces: llama.cpp maps piece -> id and would silently lose the duplicate. */
@@ -511,10 +511,17 @@ lrgd_status lrgd_gguf_write_vocab(lrgd_gguf_writer *w, const lrgd_gguf_vocab *v)
         st = lrgd_gguf_set_arr(w, "tokenizer.ggml.scores", LRGD_GGUF_F32, v->scores ? v->scores : scores, (uint64_t)v->n);
     if (st == LRGD_OK)
         st = lrgd_gguf_set_arr(w, "tokenizer.ggml.token_type", LRGD_GGUF_I32, v->types ? v->types : types, (uint64_t)v->n);
-    static const char *keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                                  "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
-    for (int k = 0; k < 4 && st == LRGD_OK; k++)
+    /* "seperator" is the key's spelling in llama.cpp and gguf-py. */
+    static const char *keys[6] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                  "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+                                  "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.mask_token_id"};
+    for (int k = 0; k < 6 && st == LRGD_OK; k++)
         if (ids[k] >= 0) st = lrgd_gguf_set_u32(w, keys[k], (uint32_t)ids[k]);
+    const int adds[3] = {v->add_bos, v->add_eos, v->add_sep};
+    static const char *akeys[3] = {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+                                   "tokenizer.ggml.add_sep_token"};
+    for (int k = 0; k < 3 && st == LRGD_OK; k++)
+        if (adds[k] >= 0) st = lrgd_gguf_set_bool(w, akeys[k], adds[k]);
     free(scores);
     free(types);
     return st;
@@ -543,7 +550,8 @@ static lrgd_status vocab_alloc(int n, lrgd_vocab_buf *vb)
     vb->v.pieces = (const char *const *)vb->pieces;
     vb->v.scores = vb->scores;
     vb->v.types = vb->types;
-    vb->v.bos = vb->v.eos = vb->v.unk = vb->v.pad = -1;
+    vb->v.bos = vb->v.eos = vb->v.unk = vb->v.pad = vb->v.sep = vb->v.mask = -1;
+    vb->v.add_bos = vb->v.add_eos = vb->v.add_sep = -1;
     return LRGD_OK;
 }
 
@@ -560,16 +568,26 @@ static lrgd_status vocab_set(lrgd_vocab_buf *vb, int id, int32_t type, const cha
 lrgd_status lrgd_vocab_synth_llama(int n, lrgd_vocab_buf *vb)
 {
     LRGD_TRY(vocab_alloc(n, vb));
+    /* SentencePiece needs all 256 byte pieces: llama.cpp's tokenizer aborts
+     * on text it cannot spell otherwise. Smaller vocabularies get WordPiece,
+     * which maps such text to <unk> (see lrgd_vocab_synth_rec). */
+    int spm = n >= 3 + 256;
     for (int i = 0; i < n; i++) {
         if (i == 0) LRGD_TRY(vocab_set(vb, i, LRGD_TOK_UNKNOWN, "<unk>", 0));
         else if (i == 1) LRGD_TRY(vocab_set(vb, i, LRGD_TOK_CONTROL, "<s>", 0));
         else if (i == 2) LRGD_TRY(vocab_set(vb, i, LRGD_TOK_CONTROL, "</s>", 0));
-        else if (i < 3 + 256) LRGD_TRY(vocab_set(vb, i, LRGD_TOK_BYTE, "<0x%02llX>", i - 3));
+        else if (spm && i < 3 + 256) LRGD_TRY(vocab_set(vb, i, LRGD_TOK_BYTE, "<0x%02llX>", i - 3));
         else LRGD_TRY(vocab_set(vb, i, LRGD_TOK_NORMAL, "<tok_%lld>", i)); /* the real pieces are unknown */
     }
     vb->v.unk = 0;
-    if (n > 1) vb->v.bos = 1;
-    if (n > 2) vb->v.eos = 2;
+    vb->v.bos = n > 1 ? 1 : 0;
+    vb->v.eos = n > 2 ? 2 : 0;
+    if (!spm) {
+        vb->v.model = "bert";
+        vb->v.pad = vb->v.mask = 0;
+        vb->v.sep = vb->v.eos;
+        vb->v.add_bos = vb->v.add_eos = vb->v.add_sep = 0;
+    }
     return LRGD_OK;
 }
 
@@ -591,8 +609,19 @@ lrgd_status lrgd_vocab_synth_rec(const lrgd_recvocab *rv, int n, lrgd_vocab_buf 
             LRGD_TRY(vocab_set(vb, i, LRGD_TOK_NORMAL, "item_%lld", (long long)rv->item_ext[i - rv->n_special]));
         else LRGD_TRY(vocab_set(vb, i, LRGD_TOK_UNUSED, "<unused_%lld>", i));
     }
-    vb->v.bos = rv->bos;
+    /* Item vocabularies have no byte tokens, and llama.cpp's SentencePiece
+     * tokenizer aborts on text it cannot spell in bytes (node-llama-cpp
+     * tokenizes a probe text at load). WordPiece maps such text to the unknown
+     * id instead, so llama.cpp can load and run the model. WordPiece's default
+     * special ids (100..103) are overridden: every one must exist. */
+    vb->v.model = "bert";
+    int fallback = rv->pad >= 0 ? rv->pad : 0;
+    vb->v.bos = rv->bos >= 0 ? rv->bos : fallback;
     vb->v.eos = rv->eos;
-    vb->v.pad = rv->pad;
+    vb->v.pad = fallback;
+    vb->v.sep = rv->sep >= 0 ? rv->sep : fallback;
+    vb->v.unk = fallback;
+    vb->v.mask = fallback;
+    vb->v.add_bos = vb->v.add_eos = vb->v.add_sep = 0;
     return LRGD_OK;
 }
