@@ -46,19 +46,7 @@ void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *
     }
 }
 
-/* Dot product and y += a x over one head. Eight partial sums, each its own
- * lane, let the compiler use one vector register without reassociating
- * anything: the summation order is the one written here. */
-static inline float dot(const float *restrict a, const float *restrict b, int n)
-{
-    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int l = 0; l < 8; l++) p[l] += a[d + l] * b[d + l];
-    for (; d < n; d++) s += a[d] * b[d];
-    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s;
-}
-
+/* y[0..n) += a x[0..n): element-wise, so vectorizing it changes no result. */
 static inline void axpy(float *restrict y, float a, const float *restrict x, int n)
 {
     int d = 0;
@@ -72,20 +60,27 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
 {
     int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
+    size_t need = (size_t)T * head_dim + (size_t)T + (size_t)head_dim;
 #pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
-        /* per-thread scratch: the scores of one row, then the output of one head;
-         * on the stack for the usual contexts, so decoding does not malloc */
-        float local[2048];
-        size_t need = (size_t)T + (size_t)head_dim;
-        float *sc = need <= 2048 ? local : lrgd_alloc_n(need, sizeof(float)), *acc = sc + T;
-#pragma omp for collapse(2) schedule(static)
-        for (int h = 0; h < n_heads; h++)
+        /* Per thread: the head's keys transposed, kt[d][j] = k_j[d], so that
+         * the scores of a query are head_dim vector passes over the keys, each
+         * score still the sequential sum over d; then one row of scores and one
+         * output row. On the stack for small contexts: decoding does not malloc. */
+        float local[4096];
+        float *kt = need <= 4096 ? local : lrgd_alloc_n(need, sizeof(float));
+        float *sc = kt + (size_t)T * head_dim, *acc = sc + T;
+#pragma omp for schedule(static)
+        for (int h = 0; h < n_heads; h++) {
+            const float *kh0 = k + (size_t)(h / group) * head_dim, *vh0 = v + (size_t)(h / group) * head_dim;
+            for (int j = 0; j < T; j++)
+                for (int d = 0; d < head_dim; d++) kt[(size_t)d * T + j] = kh0[(size_t)j * kvd + d];
             for (int i = 0; i < n; i++) {
-                int t = pos0 + i, kh = h / group;
+                int t = pos0 + i;
                 const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
-                const float *kh0 = k + (size_t)kh * head_dim, *vh0 = v + (size_t)kh * head_dim;
-                for (int j = 0; j <= t; j++) sc[j] = dot(qi, kh0 + (size_t)j * kvd, head_dim) * scale;
+                memset(sc, 0, (size_t)(t + 1) * sizeof(float));
+                for (int d = 0; d < head_dim; d++) axpy(sc, qi[d], kt + (size_t)d * T, t + 1);
+                for (int j = 0; j <= t; j++) sc[j] *= scale;
                 double l = mode == LRGD_ATTN_SOFTMAX ? lrgd_softmax_row(sc, t + 1) : 0.0;
                 if (lse) lse[(size_t)h * n + i] = (float)l;
                 memset(acc, 0, (size_t)head_dim * sizeof(float));
@@ -97,7 +92,8 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
                     memset(ai + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
                 }
             }
-        if (sc != local) lrgd_free(sc);
+        }
+        if (kt != local) lrgd_free(kt);
     }
 }
 
