@@ -12,7 +12,6 @@
         return CLI_RUNTIME;                                                                    \
     }
 
-PENDING(train, 4)
 PENDING(effect, 6)
 PENDING(optimize, 6)
 PENDING(experiment, 6)

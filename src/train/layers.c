@@ -4,8 +4,66 @@
  * they do not depend on the thread count. */
 #include "train/train_impl.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+/* One thread pool, not two: OpenBLAS's own threads and OpenMP's spin-waiting
+ * workers fight over the cores (on a shared 2-core machine a step ran 20x
+ * slower). So the training passes run OpenBLAS single-threaded and split
+ * each GEMM over the OpenMP threads themselves (tm_gemm). */
+int tm_blas_single_begin(void)
+{
+    int saved = openblas_get_num_threads(), omp = omp_get_max_threads();
+    if (saved != 1) {
+        openblas_set_num_threads(1);
+        /* an OpenMP build of OpenBLAS forwards this to omp_set_num_threads */
+        if (omp_get_max_threads() != omp) omp_set_num_threads(omp);
+    }
+    return saved;
+}
+
+void tm_blas_single_end(int saved)
+{
+    if (saved != 1) {
+        int omp = omp_get_max_threads();
+        openblas_set_num_threads(saved);
+        if (omp_get_max_threads() != omp) omp_set_num_threads(omp);
+    }
+}
+
+/* C = alpha op(A) op(B) + beta C, row-major, split over the rows of C (or
+ * its columns when there are few rows) into one block per thread. Each
+ * element is computed by one single-threaded sgemm call over the full K, so
+ * the result does not depend on the split. */
+void tm_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc)
+{
+    int nt = omp_get_max_threads();
+    if (nt <= 1 || omp_in_parallel() || (double)M * N * K < 2e5) {
+        lrgd_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int by_rows = M >= N || M >= 8 * nt;
+    int len = by_rows ? M : N;
+    if (nt > len) nt = len;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        /* blocks aligned to 16 so kernels see whole panels */
+        int per = ((len + n - 1) / n + 15) / 16 * 16;
+        int a = t * per, b = a + per < len ? a + per : len;
+        if (a < b) {
+            if (by_rows)
+                lrgd_sgemm(ta, tb, b - a, N, K, alpha, ta ? A + a : A + (size_t)a * lda, lda, B, ldb, beta,
+                           C + (size_t)a * ldc, ldc);
+            else
+                lrgd_sgemm(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + (size_t)a * ldb : B + a, ldb, beta, C + a,
+                           ldc);
+        }
+    }
+}
 
 #define ROW_CHUNK 64
 
@@ -45,14 +103,14 @@ void tm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
 
 void tm_linear_forward(float *y, const float *x, const float *w, int n, int in, int out)
 {
-    lrgd_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    tm_gemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
 }
 
 void tm_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
                         int out, int accumulate_dx)
 {
-    if (dx) lrgd_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-    if (dw) lrgd_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    if (dx) tm_gemm(0, 0, n, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (dw) tm_gemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
 }
 
 /* One sequence. For query row i of head h (kv head kh) with stored weights P:

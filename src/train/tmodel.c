@@ -185,6 +185,8 @@ void lrgd_tmodel_free(lrgd_tmodel *t)
     lrgd_model_free(t->view);
     lrgd_free(t->params);
     lrgd_free(t->grads);
+    lrgd_free(t->m);
+    lrgd_free(t->v);
     lrgd_free(t->a.block);
     free(t->tensors);
     free(t->names);
@@ -421,7 +423,7 @@ static double classifier(lrgd_tmodel *t, int want_grad)
         for (int i = 0; i < n; i++)
             memcpy(ht + (size_t)i * D, a->xf + (size_t)a->tgt_row[r0 + i] * D, (size_t)D * sizeof(float));
         float *lg = a->logits;
-        lrgd_sgemm(0, 1, n, V, D, 1.0f, ht, D, E, D, 0.0f, lg, V);
+        tm_gemm(0, 1, n, V, D, 1.0f, ht, D, E, D, 0.0f, lg, V);
         double part = 0;
 #pragma omp parallel for schedule(static) reduction(+ : part)
         for (int i = 0; i < n; i++) {
@@ -443,8 +445,8 @@ static double classifier(lrgd_tmodel *t, int want_grad)
         }
         loss += part;
         if (want_grad) {
-            lrgd_sgemm(0, 0, n, D, V, 1.0f, lg, V, E, D, 0.0f, a->dht + (size_t)r0 * D, D);
-            lrgd_sgemm(1, 0, V, D, n, 1.0f, lg, V, ht, D, 1.0f, dE, D);
+            tm_gemm(0, 0, n, D, V, 1.0f, lg, V, E, D, 0.0f, a->dht + (size_t)r0 * D, D);
+            tm_gemm(1, 0, V, D, n, 1.0f, lg, V, ht, D, 1.0f, dE, D);
         }
     }
     return NT > 0 ? loss / NT : 0;
@@ -480,7 +482,7 @@ static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, i
         lrgd_rope(q, (int)N, c->n_heads, c->head_dim, 0, a->pos, c->rope_base, c->rope_type, 1);
         lrgd_rope(k, (int)N, c->n_kv_heads, c->head_dim, 0, a->pos, c->rope_base, c->rope_type, 1);
         attention_all(t, b, l);
-        if (t->fault_layer == l) ao[0] = NAN;
+        if (t->fault_layer == l) ao[(size_t)(a->n_tgt > 0 ? a->tgt_row[0] : 0) * Q] = NAN; /* reaches the loss */
         tm_linear_forward(a->tmp, ao, P + y->wo, (int)N, (int)Q, (int)D);
         tm_dropout(a->tmp, N * D, p, t->drop_seed, site(t, l, 0));
         for (size_t i = 0; i < N * D; i++) xm[i] = x[i] + a->tmp[i];
@@ -503,7 +505,10 @@ static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, i
 lrgd_status lrgd_tmodel_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, int *n_targets,
                                 float *hidden)
 {
-    LRGD_TRY(tm_forward(t, b, train, 0, loss));
+    int blas = tm_blas_single_begin();
+    lrgd_status st = tm_forward(t, b, train, 0, loss);
+    tm_blas_single_end(blas);
+    LRGD_TRY(st);
     if (n_targets) *n_targets = t->a.n_tgt;
     if (hidden) memcpy(hidden, t->a.xf, (size_t)t->a.n_tok * t->cfg.dim * sizeof(float));
     return LRGD_OK;
@@ -511,9 +516,19 @@ lrgd_status lrgd_tmodel_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train,
 
 /* ---- backward ------------------------------------------------------------------- */
 
+static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd);
+
 lrgd_status lrgd_tmodel_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd)
 {
     if (!b->targets) return lrgd_fail(LRGD_E_INVALID, "training batch: gradients need targets");
+    int blas = tm_blas_single_begin();
+    lrgd_status st = tm_grad(t, b, train, loss, d_embd);
+    tm_blas_single_end(blas);
+    return st;
+}
+
+static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd)
+{
     LRGD_TRY(tm_forward(t, b, train, 1, loss));
     const lrgd_config *c = &t->cfg;
     tm_acts *a = &t->a;
@@ -574,8 +589,10 @@ lrgd_status lrgd_tmodel_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, do
 void lrgd_tmodel_item_scores(lrgd_tmodel *t, const float *hidden, int n, float *out)
 {
     int D = t->cfg.dim;
-    lrgd_sgemm(0, 1, n, t->n_items, D, 1.0f, hidden, D, t->params + t->off_tok + (size_t)LRGD_N_SPECIAL * D, D, 0.0f,
-               out, t->n_items);
+    int blas = tm_blas_single_begin();
+    tm_gemm(0, 1, n, t->n_items, D, 1.0f, hidden, D, t->params + t->off_tok + (size_t)LRGD_N_SPECIAL * D, D, 0.0f,
+            out, t->n_items);
+    tm_blas_single_end(blas);
 }
 
 int tm_first_nonfinite_layer(const lrgd_tmodel *t)

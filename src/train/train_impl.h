@@ -39,6 +39,7 @@ struct lrgd_tmodel {
     int n_items;
     size_t n_params;
     float *params, *grads;
+    float *m, *v; /* AdamW moments, allocated by the first step */
     size_t off_tok, off_out_norm;
     tm_layer *lay;
     lrgd_tensor_info *tensors;
@@ -59,6 +60,13 @@ struct lrgd_tmodel {
  * dw += d/dw. accumulate: add into dx instead of overwriting. */
 void tm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                          const float *rstd, int n, int dim, int accumulate);
+
+/* Run OpenBLAS single-threaded until _end (returns the previous count). */
+int tm_blas_single_begin(void);
+void tm_blas_single_end(int saved);
+/* sgemm (row-major, as lrgd_sgemm) split over the OpenMP threads. */
+void tm_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc);
 
 /* y[n][out] = x[n][in] W^T and its backward: dx (+)= dy W, dW += dy^T x. */
 void tm_linear_forward(float *y, const float *x, const float *w, int n, int in, int out);
@@ -87,7 +95,8 @@ void tm_dropout(float *x, size_t n, float p, uint64_t seed, uint64_t site);
 static inline float tm_expf(float x)
 {
     if (x < -87.0f) x = -87.0f;
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    /* round to nearest by the 1.5*2^23 trick: plain arithmetic, so it vectorizes */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float f = x - n * 0.693359375f;
     f = f + n * 2.12194440e-4f;
     /* exp(f) on |f| <= ln2/2: Taylor-like minimax polynomial */
@@ -102,6 +111,60 @@ static inline float tm_expf(float x)
     union { uint32_t u; float f; } s = {.u = (uint32_t)e << 23};
     return p * s.f;
 }
+
+/* Global L2 norm over fixed chunks (deterministic). */
+double tm_grad_norm(const float *g, size_t n);
+lrgd_status tm_adamw_init(lrgd_tmodel *t);
+
+/* ---- packed episodes (episodes.c) ------------------------------------------- */
+
+/* A batch of episodes or prompts, packed for lrgd_tbatch, with the source of
+ * every token and target: (dataset user, index into that user's full
+ * sequence), -1 for special tokens. The no-leakage test reads these. */
+typedef struct tm_ep {
+    int n_seq, n_tok, cap_seq, cap_tok;
+    int *off;                  /* [n_seq + 1] */
+    int *tok, *tgt;            /* [n_tok] */
+    int *src_user, *src_pos;   /* [n_tok] where the token came from */
+    int *tgt_user, *tgt_pos;   /* [n_tok] where the target came from */
+    int *ans_row;              /* [n_seq] the final ANS row */
+    int *n_demos, *query_user; /* [n_seq] */
+} tm_ep;
+
+/* The query part of one episode. */
+typedef struct tm_ep_query {
+    int user;
+    const int32_t *items; /* the (capped) history */
+    int n;
+    int off;              /* index of items[0] in the user's sequence */
+    int32_t target;       /* item predicted at the final ANS, -1: none (scoring) */
+    int target_pos;       /* its index in the user's sequence */
+    int hist_targets;     /* 1: each history row predicts the next history item */
+    int demo_targets;     /* 1: each demonstration's ANS predicts its answer */
+} tm_ep_query;
+
+void tm_ep_reset(tm_ep *e);
+void tm_ep_free(tm_ep *e);
+/* Tokens of an episode with these demonstrations (before any is dropped). */
+int tm_ep_length(const lrgd_demo_index *ix, int nq, const int32_t *demo_users, int n_demos);
+/* Append one episode; demonstrations are dropped from the front until it
+ * fits max_len tokens (*n_used: how many stayed). */
+lrgd_status tm_ep_add(tm_ep *e, const lrgd_demo_index *ix, const tm_ep_query *q, const int32_t *demo_users,
+                      int n_demos, int max_len, int *n_used);
+
+/* k distinct random pool users other than u (stream: u, salt). Returns how many. */
+int tm_random_demos(const lrgd_demo_index *ix, int u, int k, uint64_t seed, uint64_t salt, int32_t *out);
+/* The demonstration users of u's prompt in prompt order (least similar first). */
+lrgd_status tm_prompt_demos(const lrgd_demo_index *ix, lrgd_demo_mode mode, int k, uint64_t seed, int u,
+                            const int32_t *hist, int n_hist, int32_t *demo, int *n_demo);
+
+/* Append the scoring prompt of user u with input history hist:
+ * [BOS | demonstrations | the last max_hist items ANS], no targets. */
+lrgd_status tm_ep_add_prompt(tm_ep *e, const lrgd_demo_index *ix, lrgd_demo_mode mode, int k, uint64_t seed, int u,
+                             const int32_t *hist, int n_hist, int max_hist, int seq_len);
+/* Every training episode of one epoch, in the epoch's order (the trainer's
+ * own code path; for the no-leakage test). */
+lrgd_status tm_epoch_episodes(const lrgd_split *sp, const lrgd_train_opts *o, int64_t epoch, tm_ep *out);
 
 /* First layer (or -1: the embedding/final norm) whose saved activations hold
  * a NaN or Inf; -2 when all are finite. */
