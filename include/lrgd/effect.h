@@ -1,0 +1,348 @@
+/* Effect_D, robust demonstrations and the two-stage optimizer (LRGD.md
+ * §§2-4).
+ *
+ * Notation: a prompt is [T | D_1 .. D_m | Q] (lrgd/prompt.h); t is the answer
+ * position; y the target item; p(y | prompt) the model's softmax over the
+ * item tokens at t (the distribution the embedded model is trained and
+ * ranked with); l = -log p(y | prompt).
+ *
+ * Effect_D (the first-order drop in l that one demonstration's implicit
+ * update causes):
+ *   a probe runs the prompt once forward and once backward *along the answer
+ *   row only* (l depends on the residual stream of row t, and row t is the
+ *   last row, so nothing else needs a gradient) and keeps, per layer l and
+ *   head h, g = dl/do_t (the gradient at the attention output), q_t, the
+ *   attention output o_t and the log-normalizer log Z of the softmax;
+ *   a candidate demonstration d is encoded once, at a fixed slot right after
+ *   T, and its keys (RoPE applied) and values at every layer are kept; then
+ *     linear attention:  Effect_D(d) = -sum_{l,h} sum_{i in d} (g.v_i)(k_i.q_t)/sqrt(dh)
+ *                        = -sum g . (dW_d q_t), exactly LRGD.md §2;
+ *     softmax attention: d's exact share of the split (LRGD.md §1): adding d
+ *                        changes o_t by lambda_d (o^{d} - o_t), lambda_d =
+ *                        Z_d / (Z + Z_d), so
+ *                        Effect_D(d) = -sum_{l,h} sum_{i in d} e_i (g.v_i - g.o_t) / (1 + sum_i e_i),
+ *                        e_i = exp(k_i.q_t/sqrt(dh) - log Z);
+ *   per-token form: Effect_D(d) / |D_d|.
+ * Positions: d is scored as if inserted right after T. Its keys are stored
+ * rotated as if d ended at position -1 (the token after d is position 0);
+ * the probe rotates q_t back by the insertion position, so k_i.q_t sees the
+ * exact RoPE distance d's token i would have from t in [T | d | rest of the
+ * prompt], whatever d's length.
+ * Scoring is dot products only: two per (token, layer, head).
+ *
+ * Ground truth: dlogP(d) = log p(y | T, d, rest) - log p(y | T, rest) from
+ * real forward passes (the T prefix of the KV cache is reused).
+ *
+ * Ownership: *_new returns an object the caller frees with the matching
+ * *_free. An engine borrows its model; stores and probes borrow their
+ * engine; a selection owns copies of its items. */
+#ifndef LRGD_EFFECT_H
+#define LRGD_EFFECT_H
+
+#include "lrgd/data.h"
+#include "lrgd/eval.h"
+#include "lrgd/model.h"
+#include "lrgd/prompt.h"
+#include "lrgd/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the engine ---------------------------------------------------------- */
+
+typedef struct lrgd_effect lrgd_effect;
+
+/* An engine over a recommendation model (item vocabulary required). T is
+ * [BOS]. Contexts up to the model's seq_len. */
+lrgd_status lrgd_effect_new(const lrgd_model *m, lrgd_effect **out);
+void lrgd_effect_free(lrgd_effect *e);
+const lrgd_model *lrgd_effect_model(const lrgd_effect *e);
+const lrgd_prompt_vocab *lrgd_effect_vocab(const lrgd_effect *e);
+/* Token count of T. */
+int lrgd_effect_n_instr(const lrgd_effect *e);
+
+/* log p(y | tokens) at the last token, softmax over the item tokens. The
+ * first n_T tokens must be T (their KV cache is reused). */
+lrgd_status lrgd_effect_logp(lrgd_effect *e, const int *tokens, int n, int32_t y, double *logp);
+
+/* Tokens of a demonstration: hist (the most recent max_hist items; 0: all)
+ * ANS next SEP. tok needs room for min(n_hist, max_hist) + 3. */
+lrgd_status lrgd_demo_tokens(const lrgd_prompt_vocab *v, const lrgd_demo *d, int max_hist, int *tok, int *n);
+/* Tokens of a query: hist (most recent max_hist) ANS. */
+lrgd_status lrgd_query_tokens(const lrgd_prompt_vocab *v, const int32_t *hist, int n_hist, int max_hist, int *tok,
+                              int *n);
+
+/* ---- probes: g, q, o, log Z at the answer row ----------------------------- */
+
+typedef struct lrgd_probe lrgd_probe;
+
+/* Run [T | demos (tokens, prompt order) | query] with target item y: forward,
+ * then the answer-row backward. Candidates will be scored as inserted right
+ * after T. */
+lrgd_status lrgd_probe_run(lrgd_effect *e, const int *const *demo_tok, const int *demo_len, int n_demos,
+                           const int *query_tok, int n_query, int32_t y, lrgd_probe **out);
+void lrgd_probe_free(lrgd_probe *p);
+double lrgd_probe_logp(const lrgd_probe *p);     /* log p(y | prompt) */
+int lrgd_probe_n_tokens(const lrgd_probe *p);
+/* g = dl/do_t of layer l, head h (head_dim floats), and the input-embedding
+ * gradient of the answer row (dim floats): read-only views. */
+const float *lrgd_probe_grad(const lrgd_probe *p, int layer, int head);
+const float *lrgd_probe_embd_grad(const lrgd_probe *p);
+/* sum over layers and kv heads of |W_0|_F^2, W_0 = sum_{j in T u Q} v_j k_j^T / sqrt(dh)
+ * (the user's own implicit model; the trust region is relative to it). */
+double lrgd_probe_w0_norm2(const lrgd_probe *p);
+
+/* ---- demonstration stores ------------------------------------------------- */
+
+typedef struct lrgd_store lrgd_store;
+
+lrgd_status lrgd_store_new(lrgd_effect *e, lrgd_store **out);
+void lrgd_store_free(lrgd_store *s);
+/* Forget every entry (keeps the memory). */
+void lrgd_store_clear(lrgd_store *s);
+int lrgd_store_n(const lrgd_store *s);
+/* Encode one demonstration (its tokens) at the slot after T; noise: NULL, or
+ * n x dim values added to its input embeddings (the embedding-noise
+ * perturbation). *id: its entry. Also measures its plausibility: the mean
+ * log-likelihood of its item tokens, each given T and the tokens before it. */
+lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float *noise, int *id);
+int lrgd_store_len(const lrgd_store *s, int id);
+const int *lrgd_store_tokens(const lrgd_store *s, int id);
+double lrgd_store_plaus(const lrgd_store *s, int id);
+/* <dW_a, dW_b>_F summed over layers and kv heads (product form
+ * sum_{i in a, j in b} (v_i.v_j)(k_i.k_j)/dh, both as if ending right before
+ * the query: the position-free geometry of the implicit updates). */
+double lrgd_store_inner(const lrgd_store *a_store, int a, const lrgd_store *b_store, int b);
+
+/* Effect_D of entries ids[0..n) of s against probe p: effect[i] and
+ * (optional) per_token[i] = effect[i] / len. */
+lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const int *ids, int n, double *effect,
+                              double *per_token);
+
+/* ---- statistics -------------------------------------------------------------- */
+
+/* Spearman's rho with average ranks for ties; NaN when n < 2 or a side is
+ * constant. */
+double lrgd_spearman(const double *x, const double *y, int n);
+/* Pearson correlation (NaN when undefined). */
+double lrgd_pearson(const double *x, const double *y, int n);
+
+/* ---- perturbations (LRGD.md §3) ------------------------------------------------
+ *
+ * Each perturbed copy applies every enabled kind, seeded by (seed, user,
+ * demo, m) so that copies are reproducible and independent:
+ *  - drop:       each history item is dropped with this probability (one stays);
+ *  - sub_random: each item (history and answer) is replaced by a uniformly
+ *                random item with this probability;
+ *  - sub_pop:    ... by an item drawn by training popularity;
+ *  - shuffle:    each history position swaps with a random history position
+ *                with this probability (1: about a full shuffle);
+ *  - noise:      Gaussian noise on the demonstration's input embeddings, std =
+ *                noise * the RMS of those embeddings. */
+typedef struct lrgd_perturb {
+    double drop, sub_random, sub_pop, shuffle, noise;
+} lrgd_perturb;
+
+/* Item popularity for sub_pop: counts of the training items at a step. */
+typedef struct lrgd_popdist lrgd_popdist;
+lrgd_status lrgd_popdist_new(const lrgd_split *sp, int step, lrgd_popdist **out);
+void lrgd_popdist_free(lrgd_popdist *p);
+
+/* 1 if any kind is enabled. */
+int lrgd_perturb_active(const lrgd_perturb *pt);
+/* Perturb one demonstration's items. hist_out needs room for d->n_hist; the
+ * result points into hist_out. pop may be NULL when sub_pop is 0. */
+lrgd_status lrgd_perturb_items(const lrgd_perturb *pt, const lrgd_popdist *pop, int n_items, uint64_t seed, int user,
+                               int demo, int m, const lrgd_demo *d, int32_t *hist_out, lrgd_demo *out);
+/* The embedding noise of that copy (n x dim floats, given the token
+ * embeddings emb of the n tokens); writes zeros when pt->noise is 0. */
+void lrgd_perturb_noise(const lrgd_perturb *pt, uint64_t seed, int user, int demo, int m, const float *emb, int n,
+                        int dim, float *noise);
+
+/* ---- selections: demonstrations per user ------------------------------------------ */
+
+typedef struct lrgd_selection lrgd_selection;
+
+lrgd_status lrgd_selection_new(int n_users, lrgd_selection **out);
+void lrgd_selection_free(lrgd_selection *s);
+lrgd_status lrgd_selection_copy(const lrgd_selection *s, lrgd_selection **out);
+int lrgd_selection_n_users(const lrgd_selection *s);
+/* Set user u's demonstrations in prompt order (copied). src[i]: the pool user
+ * a demonstration came from (-1 if unknown); src may be NULL. */
+lrgd_status lrgd_selection_set(lrgd_selection *s, int u, const lrgd_demo *demos, const int32_t *src, int n);
+int lrgd_selection_count(const lrgd_selection *s, int u); /* 0 when unset */
+/* Demonstration i of u (pointers into s, valid until the next set of u). */
+lrgd_status lrgd_selection_get(const lrgd_selection *s, int u, int i, lrgd_demo *d, int32_t *src);
+/* The baselines as selections, in the same order as the model scorer uses:
+ * LRGD_DEMOS_SIMILAR (the k most similar pool users, the most similar next
+ * to the query) or LRGD_DEMOS_RANDOM, for the query histories at `step` of
+ * the given users (NULL: every user of the split). */
+lrgd_status lrgd_selection_baseline(const lrgd_demo_index *ix, lrgd_demo_mode mode, int k, uint64_t seed,
+                                    const int32_t *users, int n_users, lrgd_selection *s);
+
+/* A scorer for lrgd_evaluate: user u's prompt is [BOS | u's selected
+ * demonstrations | history ANS]; users without a selection get zero-shot
+ * prompts. With perturb active, every demonstration is perturbed at scoring
+ * time (the robustness curves), seeded by (seed, user, demo index, m = 0). The
+ * model t is borrowed (prompts of a batch run as one packed forward pass). */
+typedef struct lrgd_sel_scorer_opts {
+    int max_hist;          /* query history cap (default 50) */
+    int demo_hist;         /* demonstration history cap (default 20) */
+    lrgd_perturb perturb;  /* test-time perturbation (default none) */
+    const lrgd_popdist *pop; /* for sub_pop */
+    uint64_t seed;
+} lrgd_sel_scorer_opts;
+void lrgd_sel_scorer_opts_init(lrgd_sel_scorer_opts *o);
+lrgd_status lrgd_scorer_selection(lrgd_tmodel *t, const lrgd_selection *sel, const lrgd_sel_scorer_opts *o,
+                                  lrgd_scorer *out);
+
+/* ---- the two-stage optimizer (LRGD.md §4) ----------------------------------------- */
+
+typedef struct lrgd_opt_opts {
+    /* prompts */
+    int k;              /* demonstrations chosen per user (default 3) */
+    int pool;           /* P: similar training demonstrations scored per user (default 50) */
+    int max_hist;       /* query history cap (default 50) */
+    int demo_hist;      /* demonstration history cap (default 20) */
+    /* robust effect */
+    int use_perturb;    /* 0: plain Effect_D (the ablation) */
+    lrgd_perturb perturb;
+    int n_perturb;      /* M (default 8) */
+    double beta;        /* robust = mean - beta * std over the M copies (default 0.5) */
+    /* regularization */
+    int use_reg;        /* 0: no regularizer at all (the ablation) */
+    double lambda;      /* trust region: lambda * |sum_d dW_d|^2 / |W_0|^2 (default 0.05; 0: off) */
+    double mu;          /* redundancy: mu * sum_{a<b} cos(dW_a, dW_b) (default 0.2; 0: off) */
+    int use_plaus;      /* plausibility floor for refined demonstrations (default 1) */
+    double plaus_delta; /* an edit's mean item log-likelihood may fall at most this far below the original's
+                           (default 1.0 nats) */
+    /* stage 2 */
+    int stage;          /* 1: select only; 2: select, then refine (default 2) */
+    int rounds;         /* edit rounds (default 3) */
+    int proposals;      /* gradient-proposed swaps per demonstration position list (default 16) */
+    int verify;         /* proposals checked with forward passes per user and round (default 4) */
+    int n_perturb2;     /* perturbed copies in the stage-2 objective when use_perturb (default 2) */
+    double guard_tol;   /* roll back when the held-out metric < stage-1 value - guard_tol (default 0) */
+    int guard_logp;     /* 1: the held-out metric is mean log p(y); 0: NDCG@10 over all items (default) */
+    int fault;          /* test hook: 1 = in the first round, replace every item of each edited
+                           demonstration by random items and accept without checks */
+    uint64_t seed;
+} lrgd_opt_opts;
+void lrgd_opt_opts_init(lrgd_opt_opts *o);
+
+/* Per user of an optimization run. */
+typedef struct lrgd_opt_user {
+    int user;
+    int32_t y;               /* the validation item targeted */
+    int n_pool;              /* candidates scored */
+    double logp_zero;        /* log p(y) with no demonstrations */
+    double logp_similar;     /* ... with the k most similar (the baseline) */
+    double logp_stage1;      /* ... with the stage-1 choice (real forward pass) */
+    double logp_stage2;      /* ... after stage 2 (= stage 1 when stage 2 did not run or changed nothing) */
+    double obj_stage1, obj_stage2; /* regularized objective of each choice */
+    int edits;               /* accepted item swaps */
+} lrgd_opt_user;
+
+typedef struct lrgd_opt_result {
+    int n;                   /* optimized users */
+    lrgd_opt_user *users;    /* [n] */
+    lrgd_selection *stage1;  /* every optimized and held-out user's stage-1 choice */
+    lrgd_selection *stage2;  /* after stage 2 (held-out users see the refined demonstrations too) */
+    lrgd_selection *similar; /* the baseline's k most similar, for comparison */
+    /* collapse guard */
+    int n_hold;
+    double hold_stage1;      /* held-out metric with the stage-1 demonstrations */
+    double *hold_trace;      /* [n_rounds] after each round (before any roll back) */
+    int n_rounds;            /* rounds run */
+    int rolled_back;         /* 1: a round fell below stage 1 and was undone */
+    double hold_final;
+    int edits_accepted, edits_rolled_back;
+    double seconds_stage1, seconds_stage2;
+} lrgd_opt_result;
+void lrgd_opt_result_free(lrgd_opt_result *r);
+
+/* Optimize the demonstrations of `users` at the leave-one-out validation
+ * step (targets: validation items; the pool: training demonstrations at
+ * that step; never a test item). hold: held-out validation users (not
+ * optimized, disjoint from users) for the collapse guard; n_hold 0 turns the
+ * guard off. pool_users: NULL (retrieve the P most similar per user) or a
+ * fixed candidate list for every user (tests, planted pools). t: the model
+ * (stage 2 needs its input-embedding gradients). */
+lrgd_status lrgd_optimize(lrgd_tmodel *t, const lrgd_split *sp, const int32_t *users, int n_users,
+                          const int32_t *hold, int n_hold, const int32_t *pool_users, int n_pool_users,
+                          const lrgd_opt_opts *o, lrgd_opt_result **out);
+
+/* Stage 1 for one query (exposed for tests and the replay): choose up to k
+ * of the candidates cand[0..n) (demonstrations as items) for query
+ * history q with target y. chosen[0..*n_chosen) are indices into cand in
+ * prompt order; obj: the regularized objective of the choice (may be NULL). */
+lrgd_status lrgd_stage1(lrgd_effect *e, const lrgd_demo *cand, int n_cand, const int32_t *q, int n_q, int32_t y,
+                        int user, const lrgd_popdist *pop, const lrgd_opt_opts *o, int *chosen, int *n_chosen,
+                        double *obj);
+
+/* The stage-1 objective of a given set (in prompt order) against query
+ * (q, y): sum of marginal robust effects (each against the prompt with the
+ * demonstrations placed after it) minus the regularizers; with the switches
+ * of o. Used by tests to prove the switches change the objective. */
+lrgd_status lrgd_stage1_objective(lrgd_effect *e, const lrgd_demo *set, int n_set, const int32_t *q, int n_q,
+                                  int32_t y, int user, const lrgd_popdist *pop, const lrgd_opt_opts *o, double *obj);
+
+/* ---- long-term adaptation (LRGD.md §4) ------------------------------------------------ */
+
+typedef struct lrgd_adapt_step {
+    int step, n_users;
+    double hr10_adapted, ndcg10_adapted, hr10_frozen, ndcg10_frozen;
+    double mean_replaced;    /* demonstrations replaced per user at this step */
+} lrgd_adapt_step;
+typedef struct lrgd_adapt_result {
+    int n_steps;
+    lrgd_adapt_step *steps;  /* [n_steps] */
+    double seconds;
+} lrgd_adapt_result;
+void lrgd_adapt_result_free(lrgd_adapt_result *r);
+
+/* On a replay split: at step 0 choose each user's demonstrations by stage 1
+ * (against the newest known item); at each later step r the pool is rebuilt
+ * from what step r reveals (new demonstrations enter, every pool user's
+ * demonstration is its newest), each user's choice is re-scored against its
+ * newest known item together with the new pool, and demonstrations that
+ * lose their place are replaced. Each step ranks the step's target (all
+ * items, history excluded) with the adapted choice and with the choice
+ * frozen at step 0 (its step-0 contents). */
+lrgd_status lrgd_adapt(lrgd_tmodel *t, const lrgd_split *replay, const int32_t *users, int n_users,
+                       const lrgd_opt_opts *o, lrgd_adapt_result **out);
+
+/* ---- synthetic data with planted tastes (src/effect/synth.c) ------------------------ */
+
+typedef struct lrgd_synth_opts {
+    int n_groups;           /* disjoint item groups (default 4) */
+    int clusters_per_group; /* taste clusters sharing each group's items (default 2) */
+    int items_per_group;    /* default 16 */
+    int users_per_cluster;  /* default 40 */
+    int min_len, max_len;   /* sequence lengths (default 7..11) */
+    double noise;           /* probability that a step leaves the cluster's cycle (default 0.05) */
+    uint64_t seed;
+} lrgd_synth_opts;
+void lrgd_synth_opts_init(lrgd_synth_opts *o);
+
+typedef struct lrgd_synth lrgd_synth;
+lrgd_status lrgd_synth_new(const lrgd_synth_opts *o, lrgd_synth **out);
+void lrgd_synth_free(lrgd_synth *s);
+/* The dataset (owned by s; ids from 1 as in the Amazon files). */
+const lrgd_dataset *lrgd_synth_dataset(const lrgd_synth *s);
+int lrgd_synth_n_clusters(const lrgd_synth *s);
+int lrgd_synth_cluster(const lrgd_synth *s, int u);
+int lrgd_synth_group(const lrgd_synth *s, int u);
+/* succ_c(item), -1 outside the cluster's group. */
+int32_t lrgd_synth_next(const lrgd_synth *s, int c, int32_t item);
+/* 1 if a -> y occurs consecutively in d's items (history then answer). */
+int lrgd_synth_has_transition(const lrgd_demo *d, int32_t a, int32_t y);
+/* Write the dataset as an Amazon-format file (atomically). */
+lrgd_status lrgd_synth_write(const lrgd_synth *s, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

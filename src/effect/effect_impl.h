@@ -1,0 +1,80 @@
+/* Internals of the Effect_D engine, stores and probes (lrgd/effect.h). */
+#ifndef LRGD_EFFECT_IMPL_H
+#define LRGD_EFFECT_IMPL_H
+
+#include "lrgd/effect.h"
+#include "model/model_impl.h"
+#include "model/ops.h"
+
+#define EF_MAX_INSTR 8
+
+/* What the hook copies out of one forward pass. */
+typedef struct ef_capture {
+    int mode;      /* 1: probe (answer row + K/V of every row); 2: store (K/V of the new rows) */
+    int row_last;  /* absolute position of the answer row (probe) */
+    int row0, n;   /* store: the new rows' absolute positions row0 .. row0+n-1 */
+    int seen;      /* layers captured */
+    /* probe, per layer: */
+    float *x_in, *q, *att_out, *mid, *xn2; /* [L][D or Qd] at the answer row */
+    float *lse;                            /* [L][H] */
+    float *x_last;                         /* [D] residual leaving the last layer at the answer row */
+    float *k, *v;                          /* [L][n_rows][KV] rows 0..row_last (probe) or the new rows (store) */
+    size_t cap_rows;
+} ef_capture;
+
+struct lrgd_effect {
+    const lrgd_model *m;
+    lrgd_config c;
+    lrgd_prompt_vocab v;
+    int instr[EF_MAX_INSTR], n_instr;
+    float *instr_logits; /* [vocab] logits at the last T token (plausibility of a demonstration's first item) */
+    lrgd_state *st;      /* T is cached at positions 0..n_instr-1 */
+    float *logits;       /* [seq_len][vocab] */
+    float **w32;         /* float32 copies of quantized weights, lazily: [L*8 + 1] */
+    ef_capture cap;
+    /* answer-row backward scratch */
+    float *b_buf;
+    int *tok_buf;        /* [seq_len] prompt assembly */
+};
+
+/* y = W^T dy for a weight of any dtype: dx[cols] (+)= sum_r dy[r] W[r][:]. */
+lrgd_status ef_wt_vec(lrgd_effect *e, int slot, const lrgd_weight *w, const float *dy, float *dx, int accumulate);
+
+/* Evaluate tokens[n_instr..n) after the cached T (hook installed per cap.mode).
+ * logits: NULL, last-row or all-rows as lrgd_eval. */
+lrgd_status ef_eval_after_instr(lrgd_effect *e, const int *tokens, const float *embd, int n, float *logits, int all);
+
+/* log softmax over the item tokens of a logit row, at item token y_tok. */
+double ef_item_logp(const lrgd_effect *e, const float *logits, int y_tok);
+
+lrgd_status ef_capture_reserve(lrgd_effect *e, int rows);
+
+struct lrgd_probe {
+    int L, H, KVH, hd, D, ins_pos, n_tokens;
+    lrgd_attn_mode attn;
+    double logp, w0_norm2;
+    float *q;   /* [L][H*hd] q_t rotated back by the insertion position */
+    float *g;   /* [L][H*hd] dl/do_t */
+    float *o;   /* [L][H*hd] attention output at t */
+    float *lse; /* [L][H] */
+    double *go; /* [L][H] g.o */
+    float *dembd; /* [D] */
+};
+
+struct lrgd_store {
+    lrgd_effect *e;
+    int L, KV;          /* KV = n_kv_heads * head_dim */
+    int n, cap;
+    int *off, *len;     /* [cap] rows */
+    double *plaus, *self; /* [cap]: plausibility, <dW, dW> */
+    int n_rows, cap_rows;
+    float *kv;          /* [rows][L][2][KV]: K (end-aligned RoPE) then V */
+    int *tok;           /* [rows] */
+};
+
+/* Effect of entry id with every one of its keys weighted by eps (eps = 1:
+ * Effect_D). Linear: eps * Effect_D; softmax: the split with eps * exp(score).
+ * The first-order test takes eps -> 0. */
+double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double eps);
+
+#endif
