@@ -33,7 +33,7 @@ grep -q '"users": 40' "$J" || bad "softmax: user count"
 for f in dual_e3.svg dual_lambda.svg; do
     head -c 5 "$T/s/$f" | grep -q '<svg' || bad "softmax: $f missing or not SVG"
 done
-grep -q 'E2, E4, logits within 1e-05: yes' "$T/s.txt" || bad "softmax: summary line"
+grep -q 'E2 (at t; scaled at every position), E4, logits within 1e-05: yes' "$T/s.txt" || bad "softmax: summary line"
 ls "$T/s" | grep -q tmp && bad "temporary files left in the output directory"
 
 # the same seed gives the same numbers

@@ -76,7 +76,9 @@ static double st_std(const dstat *s)
 }
 
 typedef struct head_acc {
-    dstat e1_max, e1_mean, e2_max, e2_mean, e4, e4_out, lambda;
+    /* the check that applies (E1 linear, E2 softmax): plain relative error at t,
+     * max and mean over positions, and the scaled error over positions */
+    dstat ex_t, ex_max, ex_mean, ex_scaled, e4, e4_out, lambda;
     dstat e3[LRGD_DUAL_MAX_FEATURES];
 } head_acc;
 
@@ -231,15 +233,24 @@ static void json_stat(lrgd_json *j, const char *key, const dstat *s, int with_mi
     lrgd_json_obj_end(j);
 }
 
-/* max over positions and users, and the mean of the per-prompt means */
-static void json_check(lrgd_json *j, const char *key, const dstat *mx, const dstat *mn)
+/* The check that applies (E1 or E2): plain relative error at t (max, mean
+ * over users and heads), over every position (max, mean of per-prompt means),
+ * and the scaled error over every position (max). */
+static void json_checks(lrgd_json *j, const dstat *at_t, const dstat *pos_max, const dstat *pos_mean,
+                        const dstat *scaled)
 {
-    lrgd_json_key(j, key);
+    lrgd_json_key(j, "at_t");
     lrgd_json_obj_begin(j);
-    lrgd_json_knum(j, "max", mx->n ? mx->max : NAN);
-    lrgd_json_knum(j, "mean", st_mean(mn));
-    lrgd_json_kint(j, "n", mx->n);
+    lrgd_json_knum(j, "max", at_t->n ? at_t->max : NAN);
+    lrgd_json_knum(j, "mean", st_mean(at_t));
     lrgd_json_obj_end(j);
+    lrgd_json_key(j, "all_positions");
+    lrgd_json_obj_begin(j);
+    lrgd_json_knum(j, "max", pos_max->n ? pos_max->max : NAN);
+    lrgd_json_knum(j, "mean", st_mean(pos_mean));
+    lrgd_json_knum(j, "scaled_max", scaled->n ? scaled->max : NAN);
+    lrgd_json_obj_end(j);
+    lrgd_json_kint(j, "n", at_t->n);
 }
 
 typedef struct results {
@@ -248,7 +259,7 @@ typedef struct results {
     dstat *lam_layer;   /* [L] */
     dstat *e3_layer;    /* [L][nf] */
     dstat e3_all[LRGD_DUAL_MAX_FEATURES];
-    dstat g_e1_max, g_e1_mean, g_e2_max, g_e2_mean, g_e4, g_e4_out;
+    dstat g_ex_t, g_ex_max, g_ex_mean, g_ex_scaled, g_e4, g_e4_out;
 } results;
 
 static double layer_slope(const results *R, const int *feat, int l)
@@ -268,8 +279,10 @@ static double all_slope(const results *R, const int *feat)
 static int passed(const results *R, const run_info *ri)
 {
     int lin = ri->cfg->attn == LRGD_ATTN_LINEAR;
-    const dstat *a = lin ? &R->g_e1_max : &R->g_e2_max;
-    if (!(a->n > 0 && a->max <= ri->tol)) return 0;
+    /* at t the plain relative error; over every position the scaled one
+     * (float32's own accuracy; see lrgd_dual_head) */
+    if (!(R->g_ex_t.n > 0 && R->g_ex_t.max <= ri->tol)) return 0;
+    if (!(R->g_ex_scaled.n > 0 && R->g_ex_scaled.max <= ri->tol)) return 0;
     if (!(R->g_e4.n > 0 && R->g_e4.max <= ri->tol)) return 0;
     if (lin && !(R->g_e4_out.max <= ri->tol)) return 0;
     if (ri->stack && !(ri->logits.n > 0 && ri->logits.max <= ri->tol)) return 0;
@@ -320,16 +333,18 @@ static void write_json(FILE *f, const results *R, const run_info *ri, const cli_
     lrgd_json_key(&j, "E1");
     if (lin) {
         lrgd_json_obj_begin(&j);
-        lrgd_json_kstr(&j, "what", "|(W_0 + dW) q - o| / |o| over layers, heads, positions");
-        json_check(&j, "attention", &R->g_e1_max, &R->g_e1_mean);
+        lrgd_json_kstr(&j, "what", "|(W_0 + dW) q - o| / |o| over layers and heads, at t and at every position; "
+                                   "scaled: |(W_0 + dW) q - o| / sum_j (sum_a |k_ja q_a|/sqrt(d)) |v_j|");
+        json_checks(&j, &R->g_ex_t, &R->g_ex_max, &R->g_ex_mean, &R->g_ex_scaled);
         json_stat(&j, "logits", &ri->logits, 0);
         lrgd_json_obj_end(&j);
     } else lrgd_json_null(&j);
     lrgd_json_key(&j, "E2");
     if (soft) {
         lrgd_json_obj_begin(&j);
-        lrgd_json_kstr(&j, "what", "|(1-lambda) o^TQ + lambda o^D - o| / |o| over layers, heads, positions");
-        json_check(&j, "attention", &R->g_e2_max, &R->g_e2_mean);
+        lrgd_json_kstr(&j, "what", "|(1-lambda) o^TQ + lambda o^D - o| / |o| over layers and heads, at t and at "
+                                   "every position; scaled: the same over sum_j p_j |v_j|");
+        json_checks(&j, &R->g_ex_t, &R->g_ex_max, &R->g_ex_mean, &R->g_ex_scaled);
         json_stat(&j, "logits", &ri->logits, 0);
         lrgd_json_obj_end(&j);
     } else lrgd_json_null(&j);
@@ -386,8 +401,10 @@ static void write_json(FILE *f, const results *R, const run_info *ri, const cli_
             lrgd_json_obj_begin(&j);
             lrgd_json_kint(&j, "head", h);
             lrgd_json_kint(&j, "kv_head", h / (c->n_heads / c->n_kv_heads));
-            if (lin) json_check(&j, "E1", &A->e1_max, &A->e1_mean);
-            else json_check(&j, "E2", &A->e2_max, &A->e2_mean);
+            lrgd_json_key(&j, lin ? "E1" : "E2");
+            lrgd_json_obj_begin(&j);
+            json_checks(&j, &A->ex_t, &A->ex_max, &A->ex_mean, &A->ex_scaled);
+            lrgd_json_obj_end(&j);
             json_stat(&j, "E4", &A->e4, 0);
             if (lin) json_stat(&j, "E4_output", &A->e4_out, 0);
             json_stat(&j, "lambda", &A->lambda, 1);
@@ -482,35 +499,42 @@ static void print_table(FILE *f, const results *R, const run_info *ri)
             ri->data_path, attn_name(c->attn), c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     fprintf(f, "  demonstrations: %s, k = %d, max history %d; prompts %.0f..%.0f tokens (mean %.1f); %.1f s\n",
             ri->demos, ri->k, ri->max_hist, ri->tokens.min, ri->tokens.max, st_mean(&ri->tokens), ri->secs);
-    fprintf(f, "%-6s %-24s %-10s %-10s %-10s", "layer", lin ? "lambda_abs mean [min,max]" : "lambda_t mean [min,max]", lin ? "E1 max" : "E2 max",
-            lin ? "E1 mean" : "E2 mean", "E4 max");
+    const char *ex = lin ? "E1" : "E2";
+    char h1[16], h2[16], h3[16];
+    snprintf(h1, sizeof h1, "%s t max", ex);
+    snprintf(h2, sizeof h2, "%s all max", ex);
+    snprintf(h3, sizeof h3, "%s scaled", ex);
+    fprintf(f, "%-6s %-26s %-10s %-11s %-10s %-10s", "layer", lin ? "lambda_abs mean [min,max]" : "lambda_t mean [min,max]",
+            h1, h2, h3, "E4 max");
     if (e3) fprintf(f, " E3 r=%-6d E3 r=%-6d %s", ri->feat[0], ri->feat[R->nf - 1], "slope");
     fputc('\n', f);
     for (int l = 0; l < R->L; l++) {
-        dstat mx = {0}, mn = {0}, e4 = {0};
+        dstat t = {0}, mx = {0}, sc = {0}, e4 = {0};
         for (int h = 0; h < R->H; h++) {
             const head_acc *A = &R->heads[l * R->H + h];
-            const dstat *a = lin ? &A->e1_max : &A->e2_max, *b = lin ? &A->e1_mean : &A->e2_mean;
-            if (a->n) st_add(&mx, a->max);
-            if (b->n) st_add(&mn, st_mean(b));
+            if (A->ex_t.n) st_add(&t, A->ex_t.max);
+            if (A->ex_max.n) st_add(&mx, A->ex_max.max);
+            if (A->ex_scaled.n) st_add(&sc, A->ex_scaled.max);
             if (A->e4.n) st_add(&e4, A->e4.max);
         }
         char lam[64];
         snprintf(lam, sizeof lam, "%.3f [%.3f,%.3f]", st_mean(&R->lam_layer[l]), R->lam_layer[l].min,
                  R->lam_layer[l].max);
-        fprintf(f, "%-6d %-24s %-10.3g %-10.3g %-10.3g", l, lam, mx.max, st_mean(&mn), e4.max);
+        fprintf(f, "%-6d %-26s %-10.3g %-11.3g %-10.3g %-10.3g", l, lam, t.max, mx.max, sc.max, e4.max);
         if (e3)
             fprintf(f, " %-11.4g %-11.4g %.3f", st_mean(&R->e3_layer[l * R->nf]),
                     st_mean(&R->e3_layer[l * R->nf + R->nf - 1]), layer_slope(R, ri->feat, l));
         fputc('\n', f);
     }
+    fprintf(f, "%s mean relative error: %.3g at t, %.3g over all positions\n", ex, st_mean(&R->g_ex_t),
+            st_mean(&R->g_ex_mean));
     if (ri->stack)
         fprintf(f, "final logits rebuilt from the dual models: max %.3g, mean %.3g relative error\n", ri->logits.max,
                 st_mean(&ri->logits));
     if (e3) fprintf(f, "E3 (%s features): all layers, fitted log-log slope %.3f (1/sqrt(r): -0.5)\n", ri->kernel,
                     all_slope(R, ri->feat));
-    fprintf(f, "%s, E4%s within %.0e: %s\n", lin ? "E1" : "E2", ri->stack ? ", logits" : "", ri->tol,
-            passed(R, ri) ? "yes" : "NO");
+    fprintf(f, "%s (at t; scaled at every position), E4%s within %.0e: %s\n", ex, ri->stack ? ", logits" : "",
+            ri->tol, passed(R, ri) ? "yes" : "NO");
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -740,20 +764,23 @@ int cmd_dual(int argc, char **argv)
                 for (int h = 0; h < R.H; h++) {
                     const lrgd_dual_head *H = lrgd_dual_head_at(d, l, h);
                     head_acc *A = &R.heads[l * R.H + h];
-                    st_add(&A->e1_max, H->e1_pos_max);
-                    st_add(&A->e1_mean, H->e1_pos_mean);
-                    st_add(&A->e2_max, H->e2_pos_max);
-                    st_add(&A->e2_mean, H->e2_pos_mean);
+                    int lin = cfg->attn == LRGD_ATTN_LINEAR;
+                    double et = lin ? H->e1 : H->e2, emx = lin ? H->e1_pos_max : H->e2_pos_max;
+                    double emn = lin ? H->e1_pos_mean : H->e2_pos_mean, esc = lin ? H->e1_pos_scaled : H->e2_pos_scaled;
+                    st_add(&A->ex_t, et);
+                    st_add(&A->ex_max, emx);
+                    st_add(&A->ex_mean, emn);
+                    st_add(&A->ex_scaled, esc);
+                    st_add(&R.g_ex_t, et);
+                    st_add(&R.g_ex_max, emx);
+                    st_add(&R.g_ex_mean, emn);
+                    st_add(&R.g_ex_scaled, esc);
                     st_add(&A->e4, H->e4);
                     st_add(&A->e4_out, H->e4_out);
                     /* lambda_t for softmax; the share of |scores| for linear attention */
                     double lam = cfg->attn == LRGD_ATTN_LINEAR ? H->lambda_abs : H->lambda;
                     st_add(&A->lambda, lam);
                     st_add(&R.lam_layer[l], lam);
-                    st_add(&R.g_e1_max, H->e1_pos_max);
-                    st_add(&R.g_e1_mean, H->e1_pos_mean);
-                    st_add(&R.g_e2_max, H->e2_pos_max);
-                    st_add(&R.g_e2_mean, H->e2_pos_mean);
                     st_add(&R.g_e4, H->e4);
                     st_add(&R.g_e4_out, H->e4_out);
                     if (o.n_features)
@@ -768,7 +795,7 @@ int cmd_dual(int argc, char **argv)
         lrgd_prompt_free(p);
         char extra[96];
         snprintf(extra, sizeof extra, "%s max %.2g", cfg->attn == LRGD_ATTN_LINEAR ? "E1" : "E2",
-                 cfg->attn == LRGD_ATTN_LINEAR ? R.g_e1_max.max : R.g_e2_max.max);
+                 R.g_ex_t.max);
         lrgd_progress_update(&prog, ui + 1, extra);
     }
     lrgd_progress_end(&prog, users, NULL);

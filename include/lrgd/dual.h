@@ -97,6 +97,12 @@ typedef struct lrgd_dual_head {
      * anything without o_fwd, E4 without LRGD_DUAL_GD) */
     double e1, e1_pos_max, e1_pos_mean; /* at t; max and mean over positions (t only without ALL_POSITIONS) */
     double e2, e2_pos_max, e2_pos_mean;
+    /* max over positions of |dual - o_fwd| / S, S the scale float32 attention is
+     * accurate relative to: sum_j (sum_a |k_ja q_a|)/sqrt(d) |v_j| for linear
+     * attention, sum_j p_j |v_j| for softmax. The plain relative error can
+     * exceed 1e-5 where the forward pass itself is ill-conditioned (e.g. a
+     * score k_j.q that cancels to nearly 0 at position 0); this one cannot. */
+    double e1_pos_scaled, e2_pos_scaled;
     double e3[LRGD_DUAL_MAX_FEATURES];
     double e4;              /* max over the full step and each demonstration's step */
     double e4_out;          /* linear models: |(W_0 - grad L) q_t - o_fwd| / |o_fwd| */

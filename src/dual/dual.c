@@ -20,19 +20,25 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
     const double inv = 1.0 / sqrt((double)hd);
     const size_t mh = (size_t)n_demos * hd;
     double mx = -INFINITY;
+    o->scale_lin = 0;
     for (int j = 0; j < n; j++) {
-        const float *kj = k + (size_t)j * stride;
-        double s = 0;
-        for (int a = 0; a < hd; a++) s += (double)kj[a] * q[a];
+        const float *kj = k + (size_t)j * stride, *vj = v + (size_t)j * stride;
+        double s = 0, sa = 0, vn = 0;
+        for (int a = 0; a < hd; a++) {
+            s += (double)kj[a] * q[a];
+            sa += fabs((double)kj[a] * q[a]);
+            vn += (double)vj[a] * vj[a];
+        }
         sc[j] = s * inv;
         if (sc[j] > mx) mx = sc[j];
+        o->scale_lin += sa * inv * sqrt(vn);
     }
     memset(o->w0q, 0, (size_t)hd * sizeof(double));
     memset(o->dwq, 0, mh * sizeof(double));
     memset(o->o_tq, 0, (size_t)hd * sizeof(double));
     memset(o->o_dd, 0, mh * sizeof(double));
     memset(o->mu, 0, (size_t)n_demos * sizeof(double));
-    double z_tq = 0, abs_d = 0, abs_all = 0;
+    double z_tq = 0, abs_d = 0, abs_all = 0, pv = 0;
     for (int j = 0; j < n; j++) {
         const float *vj = v + (size_t)j * stride;
         int d = demo_of[j];
@@ -46,6 +52,9 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
         if (d < 0) z_tq += e;
         else o->mu[d] += e;
         abs_all += fabs(sc[j]);
+        double vn = 0;
+        for (int a = 0; a < hd; a++) vn += (double)vj[a] * vj[a];
+        pv += e * sqrt(vn);
         if (d >= 0) abs_d += fabs(sc[j]);
     }
     double z_d = 0;
@@ -62,6 +71,7 @@ void lrgd_dual_apply(const double *q, const float *k, const float *v, int stride
     }
     o->lambda = z_d / (z_d + z_tq);
     o->lambda_abs = abs_all > 0 ? abs_d / abs_all : 0;
+    o->scale_soft = pv / (z_d + z_tq);
     for (int a = 0; a < hd; a++) o->o_split[a] = (1 - o->lambda) * o->o_tq[a] + o->lambda * o->o_d[a];
 }
 
@@ -76,6 +86,15 @@ static double rel_err(const double *a, const float *b, int n)
     }
     if (den == 0) return num == 0 ? 0 : INFINITY;
     return sqrt(num / den);
+}
+
+/* |a - b| / scale */
+static double scaled_err(const double *a, const float *b, int n, double scale)
+{
+    double num = 0;
+    for (int i = 0; i < n; i++) num += (a[i] - (double)b[i]) * (a[i] - (double)b[i]);
+    if (scale == 0) return num == 0 ? 0 : INFINITY;
+    return sqrt(num) / scale;
 }
 
 static double rel_err_dd(const double *a, const double *b, size_t n)
@@ -234,13 +253,18 @@ static lrgd_status head_compute(lrgd_dual *d, int l, int h, const float *const *
         lin[a] = s;
     }
     if (H->o_fwd) {
-        if (linear) H->e1 = H->e1_pos_max = H->e1_pos_mean = rel_err(lin, H->o_fwd, hd);
-        else H->e2 = H->e2_pos_max = H->e2_pos_mean = rel_err(o.o_split, H->o_fwd, hd);
+        if (linear) {
+            H->e1 = H->e1_pos_max = H->e1_pos_mean = rel_err(lin, H->o_fwd, hd);
+            H->e1_pos_scaled = scaled_err(lin, H->o_fwd, hd, o.scale_lin);
+        } else {
+            H->e2 = H->e2_pos_max = H->e2_pos_mean = rel_err(o.o_split, H->o_fwd, hd);
+            H->e2_pos_scaled = scaled_err(o.o_split, H->o_fwd, hd, o.scale_soft);
+        }
     }
 
     /* every earlier position p has its own causal dual model over 0..p */
     if ((d->opts.flags & LRGD_DUAL_ALL_POSITIONS) && d->att_out && sh->n_q > 1) {
-        double mx = 0, sum = 0;
+        double mx = 0, sum = 0, msc = 0;
         int cnt = 0;
         dual_out op = out_at(B + L.tmp, (size_t)hd, (size_t)m);
         for (int p = q0; p <= t; p++) {
@@ -258,11 +282,13 @@ static lrgd_status head_compute(lrgd_dual *d, int l, int h, const float *const *
             }
             e = rel_err(op.o_split, op_fwd, hd);
             if (e > mx || isnan(e)) mx = e;
+            double es = scaled_err(op.o_split, op_fwd, hd, linear ? op.scale_lin : op.scale_soft);
+            if (es > msc || isnan(es)) msc = es;
             sum += e;
             cnt++;
         }
-        if (linear) { H->e1_pos_max = mx; H->e1_pos_mean = sum / cnt; }
-        else { H->e2_pos_max = mx; H->e2_pos_mean = sum / cnt; }
+        if (linear) { H->e1_pos_max = mx; H->e1_pos_mean = sum / cnt; H->e1_pos_scaled = msc; }
+        else { H->e2_pos_max = mx; H->e2_pos_mean = sum / cnt; H->e2_pos_scaled = msc; }
         for (int a = 0; a < hd; a++) qv[a] = H->q[a];
     }
 
@@ -356,8 +382,8 @@ static lrgd_status dual_compute(lrgd_dual *d)
                 if (d->opts.flags & LRGD_DUAL_GD) H->w_gd = B + L.wgd;
             }
             (void)hh;
-            H->e1 = H->e1_pos_max = H->e1_pos_mean = NAN;
-            H->e2 = H->e2_pos_max = H->e2_pos_mean = NAN;
+            H->e1 = H->e1_pos_max = H->e1_pos_mean = H->e1_pos_scaled = NAN;
+            H->e2 = H->e2_pos_max = H->e2_pos_mean = H->e2_pos_scaled = NAN;
             H->e4 = H->e4_out = NAN;
             for (int f = 0; f < LRGD_DUAL_MAX_FEATURES; f++) H->e3[f] = NAN;
         }

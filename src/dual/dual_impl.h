@@ -22,6 +22,10 @@ typedef struct dual_out {
     double *w0q, *dwq;           /* linear dual: W_0 q, dW_d q */
     double *o_tq, *o_d, *mu, *o_dd, *o_split;
     double lambda, lambda_abs;
+    /* float32 error scales: sum_j (sum_a |k_ja q_a|/sqrt(d)) |v_j| (linear) and
+     * sum_j p_j |v_j| (softmax), the magnitudes a float32 evaluation of the
+     * attention is accurate relative to */
+    double scale_lin, scale_soft;
 } dual_out;
 
 /* The dual model of one head applied to q (double[hd]) over keys/values
