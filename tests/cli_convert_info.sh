@@ -67,6 +67,8 @@ fi
 # GGUF -> GGUF: F32 -> F32 is byte-identical (same keys, same tensors)
 expect 0 "convert gguf -> gguf" -- "$LRGD_BIN" convert "$TMP/s_f32.gguf" "$TMP/again.gguf" --quiet
 cmp -s "$TMP/s_f32.gguf" "$TMP/again.gguf" && ok || no "F32 GGUF -> F32 GGUF is not byte-identical"
+expect 0 "convert --rope-norm" -- "$LRGD_BIN" convert "$SRC" "$TMP/rn.gguf" --rope-norm --quiet
+cmp -s "$TMP/s_f32.gguf" "$TMP/rn.gguf" && ok || no "--rope-norm changed a model that already uses adjacent-pair RoPE"
 expect 0 "convert --name" -- "$LRGD_BIN" convert "$SRC" "$TMP/named.gguf" --name "tiny stories" --quiet
 expect 0 "info named" -- "$LRGD_BIN" info "$TMP/named.gguf"
 contains "$TMP/out" '"tiny stories"'

@@ -530,12 +530,27 @@ static void test_rec_roundtrip(void)
     lrgd_model *a = make_rec_model();
     CHECK(a != NULL);
     if (!a) return;
+    /* By default the model reads back exactly as it was, NeoX included. */
+    const char *path0 = tmp_path("rec0.gguf");
+    CHECK_OK(lrgd_model_save_gguf(a, path0, LRGD_F32, "rec"));
+    lrgd_model *b0;
+    CHECK_OK(lrgd_model_load(path0, &b0));
+    if (b0) {
+        CHECK(cfg_eq(&a->cfg, &b0->cfg) && b0->cfg.rope_type == LRGD_ROPE_NEOX);
+        int same = weight_eq(&a->tok_embd, &b0->tok_embd) && weight_eq(&a->output, &b0->output);
+        for (int l = 0; l < 2; l++)
+            same &= weight_eq(&a->layers[l].wq, &b0->layers[l].wq) && weight_eq(&a->layers[l].wk, &b0->layers[l].wk);
+        CHECK(same);
+        CHECK(b0->rec.n_items == 30 && !memcmp(a->rec.item_ext, b0->rec.item_ext, 30 * sizeof(int64_t)));
+        lrgd_model_free(b0);
+    }
+    CHECK(lrgd_model_save_gguf_ex(a, path0, LRGD_F32, NULL, 8) == LRGD_E_INVALID);
+    /* LRGD_SAVE_ROPE_NORM: NeoX saved in the adjacent-pair form llama.cpp computes */
     const char *path = tmp_path("rec.gguf");
-    CHECK_OK(lrgd_model_save_gguf(a, path, LRGD_F32, "rec"));
+    CHECK_OK(lrgd_model_save_gguf_ex(a, path, LRGD_F32, "rec", LRGD_SAVE_ROPE_NORM));
     lrgd_model *b;
     CHECK_OK(lrgd_model_load(path, &b));
     if (!b) { lrgd_model_free(a); return; }
-    /* NeoX is saved in the adjacent-pair form llama.cpp computes */
     lrgd_config want = a->cfg;
     want.rope_type = LRGD_ROPE_NORM;
     CHECK(cfg_eq(&want, &b->cfg));
@@ -586,7 +601,7 @@ static void test_rec_roundtrip(void)
     CHECK(lrgd_gguf_get_int(b->gguf, "tokenizer.ggml.eos_token_id", &id) == LRGD_OK && id == 4);
     /* saving b again keeps everything (and does not permute twice: b is NORM) */
     const char *path2 = tmp_path("rec2.gguf");
-    CHECK_OK(lrgd_model_save_gguf(b, path2, LRGD_F32, NULL));
+    CHECK_OK(lrgd_model_save_gguf_ex(b, path2, LRGD_F32, NULL, LRGD_SAVE_ROPE_NORM));
     lrgd_model *c;
     CHECK_OK(lrgd_model_load(path2, &c));
     if (c) {
@@ -644,6 +659,15 @@ static void test_forward_roundtrip(void)
     CHECK_OK(lrgd_model_load(path, &b));
     if (b) {
         double mag, d = logits_diff(a, b, 48, &mag);
+        CHECK_MSG(d == 0 && mag > 0.5, "NeoX model, kept as NeoX: logits differ by %g (max %g)", d, mag);
+        lrgd_model_free(b);
+        b = NULL;
+    }
+    CHECK_OK(lrgd_model_save_gguf_ex(a, path, LRGD_F32, NULL, LRGD_SAVE_ROPE_NORM));
+    CHECK_OK(lrgd_model_load(path, &b));
+    if (b) {
+        CHECK(b->cfg.rope_type == LRGD_ROPE_NORM);
+        double mag, d = logits_diff(a, b, 48, &mag);
         CHECK_MSG(d <= 1e-5 * fmax(mag, 1.0) && mag > 0.5, "NeoX softmax model: logits differ by %g (max %g)", d, mag);
         lrgd_model_free(b);
     }
@@ -651,7 +675,7 @@ static void test_forward_roundtrip(void)
     a = make_rec_model(); /* NeoX, linear attention */
     b = NULL;
     path = tmp_path("rec_fwd.gguf");
-    if (a) CHECK_OK(lrgd_model_save_gguf(a, path, LRGD_F32, NULL));
+    if (a) CHECK_OK(lrgd_model_save_gguf_ex(a, path, LRGD_F32, NULL, LRGD_SAVE_ROPE_NORM));
     if (a) CHECK_OK(lrgd_model_load(path, &b));
     if (a && b) {
         double mag, d = logits_diff(a, b, 20, &mag);

@@ -20,19 +20,26 @@ const char help_convert[] =
     "  --type T      weight type of the matrices: f32 (default), f16 or q8_0;\n"
     "                norms stay f32; with q8_0 a matrix whose rows are not a\n"
     "                multiple of 32 long is written as f16\n"
-    "  --name NAME   general.name (default: the source's, else 'lrgd')\n" CLI_COMMON_HELP;
+    "  --name NAME   general.name (default: the source's, else 'lrgd')\n"
+    "  --rope-norm   a NeoX-RoPE model: write it in the adjacent-pair RoPE form\n"
+    "                llama.cpp computes (wq/wk rows permuted within each head;\n"
+    "                attention scores unchanged). Without it llama.cpp loads such a\n"
+    "                file but applies the wrong RoPE.\n" CLI_COMMON_HELP;
 
 #define OPT_TYPE 2001
 #define OPT_NAME 2002
+#define OPT_ROPE_NORM 2003
 
 int cmd_convert(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"type", required_argument, 0, OPT_TYPE}, {"name", required_argument, 0, OPT_NAME}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+        {"type", required_argument, 0, OPT_TYPE}, {"name", required_argument, 0, OPT_NAME},
+        {"rope-norm", no_argument, 0, OPT_ROPE_NORM}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     cli_common cc;
     cli_common_init(&cc);
     lrgd_dtype type = LRGD_F32;
     const char *name = NULL;
+    unsigned flags = 0;
     int c, r;
     optind = 1;
     opterr = 0;
@@ -50,6 +57,7 @@ int cmd_convert(int argc, char **argv)
             if (!*optarg) return cli_usage("convert", "--name: expected a non-empty name");
             name = optarg;
             break;
+        case OPT_ROPE_NORM: flags |= LRGD_SAVE_ROPE_NORM; break;
         default: return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -61,7 +69,10 @@ int cmd_convert(int argc, char **argv)
     lrgd_model *m;
     lrgd_status st = lrgd_model_load(in, &m);
     if (st != LRGD_OK) return cli_fail("convert", st);
-    st = lrgd_model_save_gguf(m, out, type, name);
+    if (m->cfg.rope_type == LRGD_ROPE_NEOX && !(flags & LRGD_SAVE_ROPE_NORM) && !cc.quiet)
+        fprintf(stderr, "lrgd convert: note: %s uses NeoX RoPE; llama.cpp will apply adjacent-pair RoPE to this file "
+                        "(use --rope-norm for a file llama.cpp computes correctly)\n", in);
+    st = lrgd_model_save_gguf_ex(m, out, type, name, flags);
     if (st != LRGD_OK) {
         lrgd_model_free(m);
         return cli_fail("convert", st);

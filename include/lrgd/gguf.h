@@ -207,12 +207,21 @@ lrgd_status lrgd_gguf_write_vocab(lrgd_gguf_writer *w, const lrgd_gguf_vocab *v)
  *        cannot spell in byte pieces while WordPiece maps it to <unk>;
  *  - 2-D weights in wtype (F32, F16 or Q8_0; a matrix whose rows are not a
  *    multiple of 32 long falls back from Q8_0 to F16), norms in F32,
- *    output.weight only when untied. A NeoX-RoPE model is written in the
- *    adjacent-pair form llama.cpp computes (rows of wq and wk permuted within
- *    each head, which leaves every attention score unchanged) and reads back
- *    as rope type "norm".
+ *    output.weight only when untied.
+ * The model reads back as it was (same config, same weights where the type
+ * is kept). llama.cpp's "llama" architecture always applies adjacent-pair
+ * RoPE, so a NeoX-RoPE model computes correctly there only when saved with
+ * LRGD_SAVE_ROPE_NORM (see below).
  * name: general.name (NULL: the source's, else "lrgd"). */
 lrgd_status lrgd_model_save_gguf(const lrgd_model *m, const char *path, lrgd_dtype wtype, const char *name);
+
+/* LRGD_SAVE_ROPE_NORM: write a NeoX-RoPE model in the adjacent-pair form:
+ * the rows of wq and wk are permuted within each head (row j -> 2j, row
+ * j + d/2 -> 2j+1), which leaves every attention score unchanged, and the file
+ * says lrgd.rope.type "norm". No effect on a model that already uses "norm". */
+enum { LRGD_SAVE_ROPE_NORM = 1 };
+lrgd_status lrgd_model_save_gguf_ex(const lrgd_model *m, const char *path, lrgd_dtype wtype, const char *name,
+                                    unsigned flags);
 
 #ifdef __cplusplus
 }

@@ -458,7 +458,7 @@ static lrgd_status add_norm(saver *S, const char *name, const float *w, int n)
     return lrgd_gguf_add_tensor(S->w, name, LRGD_F32, 1, ne, w);
 }
 
-static lrgd_status save_meta(saver *S, const lrgd_model *m, lrgd_dtype wtype, const char *name)
+static lrgd_status save_meta(saver *S, const lrgd_model *m, lrgd_dtype wtype, const char *name, int permute)
 {
     lrgd_gguf_writer *w = S->w;
     const lrgd_config *c = &m->cfg;
@@ -482,8 +482,7 @@ static lrgd_status save_meta(saver *S, const lrgd_model *m, lrgd_dtype wtype, co
     LRGD_TRY(lrgd_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
     LRGD_TRY(lrgd_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
     LRGD_TRY(lrgd_gguf_set_str(w, "lrgd.attention", c->attn == LRGD_ATTN_LINEAR ? "linear" : "softmax"));
-    /* NeoX weights are permuted into the adjacent-pair form on save (see neox_perm). */
-    LRGD_TRY(lrgd_gguf_set_str(w, "lrgd.rope.type", "norm"));
+    LRGD_TRY(lrgd_gguf_set_str(w, "lrgd.rope.type", c->rope_type == LRGD_ROPE_NEOX && !permute ? "neox" : "norm"));
     const lrgd_recvocab *rv = &m->rec;
     if (rv->n_items > 0) {
         LRGD_TRY(lrgd_gguf_set_u32(w, "lrgd.n_special", (uint32_t)rv->n_special));
@@ -517,11 +516,11 @@ static lrgd_status save_meta(saver *S, const lrgd_model *m, lrgd_dtype wtype, co
     return LRGD_OK;
 }
 
-static lrgd_status save_tensors(saver *S, const lrgd_model *m, lrgd_dtype wt)
+static lrgd_status save_tensors(saver *S, const lrgd_model *m, lrgd_dtype wt, int permute)
 {
     const lrgd_config *c = &m->cfg;
     int *pq = NULL, *pk = NULL;
-    if (c->rope_type == LRGD_ROPE_NEOX) {
+    if (permute) {
         pq = malloc((size_t)c->n_heads * c->head_dim * sizeof *pq);
         pk = malloc((size_t)c->n_kv_heads * c->head_dim * sizeof *pk);
         if (!pq || !pk) { free(pq); free(pk); return lrgd_fail(LRGD_E_NOMEM, "out of memory"); }
@@ -557,6 +556,12 @@ static lrgd_status save_tensors(saver *S, const lrgd_model *m, lrgd_dtype wt)
 
 lrgd_status lrgd_model_save_gguf(const lrgd_model *m, const char *path, lrgd_dtype wtype, const char *name)
 {
+    return lrgd_model_save_gguf_ex(m, path, wtype, name, 0);
+}
+
+lrgd_status lrgd_model_save_gguf_ex(const lrgd_model *m, const char *path, lrgd_dtype wtype, const char *name,
+                                    unsigned flags)
+{
     if (!m || !path) return lrgd_fail(LRGD_E_INVALID, "save gguf: no model or path");
     if (wtype != LRGD_F32 && wtype != LRGD_F16 && wtype != LRGD_Q8_0)
         return lrgd_fail(LRGD_E_INVALID, "save gguf: weight type %d is not F32, F16 or Q8_0", (int)wtype);
@@ -565,8 +570,10 @@ lrgd_status lrgd_model_save_gguf(const lrgd_model *m, const char *path, lrgd_dty
     LRGD_TRY(lrgd_gguf_writer_new(&S.w));
     S.keep = calloc(2 * (size_t)m->cfg.n_layers + 1, sizeof *S.keep);
     lrgd_status st = S.keep ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
-    if (st == LRGD_OK) st = save_meta(&S, m, wtype, name);
-    if (st == LRGD_OK) st = save_tensors(&S, m, wtype);
+    int permute = (flags & LRGD_SAVE_ROPE_NORM) && m->cfg.rope_type == LRGD_ROPE_NEOX;
+    if (flags & ~(unsigned)LRGD_SAVE_ROPE_NORM) st = lrgd_fail(LRGD_E_INVALID, "save gguf: unknown flags 0x%x", flags);
+    if (st == LRGD_OK) st = save_meta(&S, m, wtype, name, permute);
+    if (st == LRGD_OK) st = save_tensors(&S, m, wtype, permute);
     if (st == LRGD_OK) st = lrgd_gguf_write(S.w, path);
     else lrgd_fail_wrap(st, "%s", path);
     for (int i = 0; i < S.n_keep; i++) lrgd_free(S.keep[i]);
