@@ -5,7 +5,9 @@
 #include "core/svg.h"
 #include "lrgd/data.h"
 #include "lrgd/dual.h"
+#include "lrgd/train.h"
 #include "model/model_impl.h"
+#include "train/train_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,10 +27,13 @@ const char help_dual[] =
     "  E3  softmax model: error of the kernel dual with r random features;\n"
     "  E4  an explicit gradient step on the dual linear model equals W_0 + dW;\n"
     "  and the final logits rebuilt from the per-layer dual models alone.\n"
-    "Prompts: [BOS | D_1..D_k | query history ANS], query = a user's history at\n"
-    "the leave-one-out test step (all but the last item); demonstrations come\n"
-    "from other users' training sequences (their last training item is the\n"
-    "answer). Users are a seeded sample of the split's users.\n"
+    "Prompts are the ones the model scorer ranks with (lrgd eval): [BOS | D_1..D_k |\n"
+    "the last --max-hist items of the query user's history, ANS] at the\n"
+    "leave-one-out test step; demonstrations are other users' training sequences\n"
+    "(the trainer's demonstration pool and similarity index), the most similar\n"
+    "next to the query; when a prompt does not fit the model's context the least\n"
+    "similar demonstrations are left out (reported as demos_per_prompt). Query\n"
+    "users are a seeded sample of the split's users.\n"
     "\n"
     "options:\n"
     "  --model M          a recommendation model (GGUF with lrgd.* item keys)\n"
@@ -37,7 +42,8 @@ const char help_dual[] =
     "  --demos MODE       none, random or similar (default similar: highest cosine\n"
     "                     overlap of training item sets)\n"
     "  --k K              demonstrations per prompt (default 3)\n"
-    "  --max-hist H       keep the most recent H items of each history (default 20; 0: all)\n"
+    "  --max-hist H       the query's most recent H items (default 50)\n"
+    "  --demo-hist H      a demonstration's most recent H history items (default 20)\n"
     "  --features LIST    r values for E3 (default 16,32,64,...,4096)\n"
     "  --kernel KIND      prf (phi(x) = exp(w.x' - |x'|^2/2)/sqrt(r), default) or oprf\n"
     "                     (the same unbiased family with the variance-minimizing scale)\n"
@@ -48,7 +54,7 @@ const char help_dual[] =
     "  --out DIR          write DIR/dual.json, DIR/dual_e3.svg, DIR/dual_lambda.svg (default .)\n"
     CLI_COMMON_HELP;
 
-enum { OPT_MODEL = 2001, OPT_DATA, OPT_USERS, OPT_DEMOS, OPT_K, OPT_MAXH, OPT_FEAT, OPT_KERNEL, OPT_E3U, OPT_NOSTACK,
+enum { OPT_MODEL = 2001, OPT_DATA, OPT_USERS, OPT_DEMOS, OPT_K, OPT_MAXH, OPT_DEMOH, OPT_FEAT, OPT_KERNEL, OPT_E3U, OPT_NOSTACK,
        OPT_TOL, OPT_STRICT, OPT_OUT };
 
 /* ---- accumulators ------------------------------------------------------ */
@@ -82,139 +88,12 @@ typedef struct head_acc {
     dstat e3[LRGD_DUAL_MAX_FEATURES];
 } head_acc;
 
-/* ---- demonstrations ---------------------------------------------------- */
-
-/* item -> users holding it (each user once), over the training items at step */
-typedef struct inv_index {
-    int64_t *off; /* [n_items + 1] */
-    int32_t *users;
-    int32_t *n_distinct; /* [n_users] distinct training items per user */
-} inv_index;
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static lrgd_status build_index(const lrgd_split *sp, int step, int n_items, int n_users, inv_index *ix)
-{
-    memset(ix, 0, sizeof *ix);
-    ix->off = calloc((size_t)n_items + 1, sizeof(int64_t));
-    ix->n_distinct = calloc((size_t)n_users, sizeof(int32_t));
-    int64_t total = lrgd_split_n_train(sp, step);
-    ix->users = malloc(sizeof(int32_t) * (size_t)(total + 1));
-    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)(total + 1));
-    if (!ix->off || !ix->n_distinct || !ix->users || !tmp) {
-        free(tmp);
-        return lrgd_fail(LRGD_E_NOMEM, "demonstration index: out of memory");
-    }
-    const int32_t *us = lrgd_split_users(sp);
-    /* two passes: count distinct (item, user) pairs, then fill */
-    for (int pass = 0; pass < 2; pass++) {
-        int64_t *fill = NULL;
-        if (pass == 1) {
-            for (int i = 0; i < n_items; i++) ix->off[i + 1] += ix->off[i];
-            fill = malloc(sizeof(int64_t) * (size_t)(n_items + 1));
-            if (!fill) { free(tmp); return lrgd_fail(LRGD_E_NOMEM, "demonstration index: out of memory"); }
-            memcpy(fill, ix->off, sizeof(int64_t) * (size_t)(n_items + 1));
-        }
-        for (int ui = 0; ui < lrgd_split_n_users(sp); ui++) {
-            int u = us[ui], len;
-            const int32_t *it;
-            lrgd_split_train_items(sp, step, u, &it, &len);
-            memcpy(tmp, it, sizeof(int32_t) * (size_t)len);
-            qsort(tmp, (size_t)len, sizeof(int32_t), cmp_i32);
-            int nd = 0;
-            for (int i = 0; i < len; i++) {
-                if (i && tmp[i] == tmp[i - 1]) continue;
-                nd++;
-                if (pass == 0) ix->off[tmp[i] + 1]++;
-                else ix->users[fill[tmp[i]]++] = u;
-            }
-            ix->n_distinct[u] = nd;
-        }
-        free(fill);
-    }
-    free(tmp);
-    return LRGD_OK;
-}
-
-static void free_index(inv_index *ix)
-{
-    free(ix->off);
-    free(ix->users);
-    free(ix->n_distinct);
-}
-
-/* The k training users most similar to u (cosine of the item sets; ties to
- * the lower id), each with at least two training items. */
-static int similar_users(const lrgd_split *sp, int step, const inv_index *ix, int u, int k, double *score, int32_t *touched,
-                         int32_t *out)
-{
-    int len, nt = 0;
-    const int32_t *it;
-    lrgd_split_train_items(sp, step, u, &it, &len);
-    for (int i = 0; i < len; i++) {
-        int dup = 0;
-        for (int j = 0; j < i && !dup; j++) dup = it[j] == it[i];
-        if (dup) continue;
-        for (int64_t p = ix->off[it[i]]; p < ix->off[it[i] + 1]; p++) {
-            int v = ix->users[p];
-            if (v == u) continue;
-            if (score[v] == 0) touched[nt++] = v;
-            score[v] += 1;
-        }
-    }
-    int n_out = 0;
-    for (int i = 0; i < nt; i++) {
-        int v = touched[i], lv;
-        const int32_t *iv;
-        lrgd_split_train_items(sp, step, v, &iv, &lv);
-        if (lv < 2) continue;
-        double s = score[v] / sqrt((double)ix->n_distinct[u] * ix->n_distinct[v]);
-        /* insertion into the top-k list (kept sorted by score desc, id asc) */
-        int pos = n_out < k ? n_out : k;
-        while (pos > 0) {
-            int w = out[pos - 1], lw;
-            const int32_t *iw;
-            lrgd_split_train_items(sp, step, w, &iw, &lw);
-            double sw = score[w] / sqrt((double)ix->n_distinct[u] * ix->n_distinct[w]);
-            if (sw > s || (sw == s && w < v)) break;
-            if (pos < k) out[pos] = w;
-            pos--;
-        }
-        if (pos < k) {
-            out[pos] = v;
-            if (n_out < k) n_out++;
-        }
-    }
-    for (int i = 0; i < nt; i++) score[touched[i]] = 0;
-    return n_out;
-}
-
-static int random_users(const lrgd_split *sp, int step, int u, int k, uint64_t seed, int32_t *out)
-{
-    lrgd_rng r;
-    lrgd_rng_seed(&r, seed, (uint64_t)u + 1);
-    int n = lrgd_split_n_users(sp), got = 0;
-    const int32_t *us = lrgd_split_users(sp);
-    for (int tries = 0; got < k && tries < 64 * k + 1000; tries++) {
-        int v = us[lrgd_rng_below(&r, (uint32_t)n)], lv, dup = v == u;
-        const int32_t *iv;
-        lrgd_split_train_items(sp, step, v, &iv, &lv);
-        for (int i = 0; i < got && !dup; i++) dup = out[i] == v;
-        if (!dup && lv >= 2) out[got++] = v;
-    }
-    return got;
-}
-
 /* ---- output ------------------------------------------------------------ */
 
 typedef struct run_info {
     const char *model_path, *data_path, *demos, *kernel;
     const lrgd_config *cfg;
-    int users, n_split_users, k, max_hist, e3_users, n_feat, stack;
+    int users, n_split_users, k, max_hist, demo_hist, e3_users, n_feat, stack;
     const int *feat;
     double tol, secs;
     dstat tokens, n_demos, logits;
@@ -321,6 +200,7 @@ static void write_json(FILE *f, const results *R, const run_info *ri, const cli_
     lrgd_json_kstr(&j, "demos", ri->demos);
     lrgd_json_kint(&j, "k", ri->k);
     lrgd_json_kint(&j, "max_hist", ri->max_hist);
+    lrgd_json_kint(&j, "demo_hist", ri->demo_hist);
     json_stat(&j, "prompt_tokens", &ri->tokens, 1);
     json_stat(&j, "demos_per_prompt", &ri->n_demos, 1);
     lrgd_json_obj_end(&j);
@@ -497,8 +377,10 @@ static void print_table(FILE *f, const results *R, const run_info *ri)
     int lin = c->attn == LRGD_ATTN_LINEAR, e3 = !lin && R->nf > 0;
     fprintf(f, "lrgd dual: %d users of %s; %s model, %d layers x %d heads (%d kv), head_dim %d\n", ri->users,
             ri->data_path, attn_name(c->attn), c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
-    fprintf(f, "  demonstrations: %s, k = %d, max history %d; prompts %.0f..%.0f tokens (mean %.1f); %.1f s\n",
-            ri->demos, ri->k, ri->max_hist, ri->tokens.min, ri->tokens.max, st_mean(&ri->tokens), ri->secs);
+    fprintf(f, "  demonstrations: %s, k = %d (%.2f per prompt), history caps %d (query) / %d (demos); prompts "
+               "%.0f..%.0f tokens (mean %.1f); %.1f s\n",
+            ri->demos, ri->k, st_mean(&ri->n_demos), ri->max_hist, ri->demo_hist, ri->tokens.min, ri->tokens.max,
+            st_mean(&ri->tokens), ri->secs);
     const char *ex = lin ? "E1" : "E2";
     char h1[16], h2[16], h3[16];
     snprintf(h1, sizeof h1, "%s t max", ex);
@@ -589,6 +471,7 @@ int cmd_dual(int argc, char **argv)
         {"model", required_argument, 0, OPT_MODEL}, {"data", required_argument, 0, OPT_DATA},
         {"users", required_argument, 0, OPT_USERS}, {"demos", required_argument, 0, OPT_DEMOS},
         {"k", required_argument, 0, OPT_K},         {"max-hist", required_argument, 0, OPT_MAXH},
+        {"demo-hist", required_argument, 0, OPT_DEMOH},
         {"features", required_argument, 0, OPT_FEAT}, {"kernel", required_argument, 0, OPT_KERNEL},
         {"e3-users", required_argument, 0, OPT_E3U}, {"no-stack", no_argument, 0, OPT_NOSTACK},
         {"tol", required_argument, 0, OPT_TOL},     {"strict", no_argument, 0, OPT_STRICT},
@@ -597,7 +480,7 @@ int cmd_dual(int argc, char **argv)
     cli_common cc;
     cli_common_init(&cc);
     const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *demos = "similar", *kernel = "prf";
-    long long users = 100, k = 3, max_hist = 20, e3_users = -1, feat[LRGD_DUAL_MAX_FEATURES];
+    long long users = 100, k = 3, max_hist = 50, demo_hist = 20, e3_users = -1, feat[LRGD_DUAL_MAX_FEATURES];
     int n_feat = 9, stack = 1, strict = 0, check_failed = 0;
     double tol = 1e-5;
     for (int i = 0; i < n_feat; i++) feat[i] = 16LL << i;
@@ -611,8 +494,9 @@ int cmd_dual(int argc, char **argv)
         case OPT_MODEL: model_path = optarg; break;
         case OPT_DATA: data_path = optarg; break;
         case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &users)) return CLI_USAGE; break;
-        case OPT_K: if (cli_int(CMD, "k", optarg, 0, 1000, &k)) return CLI_USAGE; break;
-        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 0, 1000000, &max_hist)) return CLI_USAGE; break;
+        case OPT_K: if (cli_int(CMD, "k", optarg, 0, 256, &k)) return CLI_USAGE; break;
+        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 1000000, &max_hist)) return CLI_USAGE; break;
+        case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 1000000, &demo_hist)) return CLI_USAGE; break;
         case OPT_E3U: if (cli_int(CMD, "e3-users", optarg, 0, 10000000, &e3_users)) return CLI_USAGE; break;
         case OPT_FEAT:
             n_feat = LRGD_DUAL_MAX_FEATURES;
@@ -650,12 +534,11 @@ int cmd_dual(int argc, char **argv)
     lrgd_dataset *ds = NULL;
     lrgd_split *sp = NULL;
     item_map im = {0};
-    inv_index ix = {0};
+    lrgd_demo_index *ix = NULL;
     results R = {0};
     run_info ri = {0};
     lrgd_prompt_vocab pv;
-    double *score = NULL;
-    int32_t *touched = NULL, *sample = NULL, *buf = NULL, *dusers = NULL;
+    int32_t *sample = NULL, *buf = NULL, *dusers = NULL;
     float *lg = NULL;
     lrgd_status st = lrgd_model_load(model_path, &m);
     if (st == LRGD_OK) st = lrgd_prompt_vocab_of(m, &pv);
@@ -673,20 +556,20 @@ int cmd_dual(int argc, char **argv)
     if (e3_users < 0) e3_users = users < 50 ? users : 50;
     if (e3_users > users) e3_users = users;
     if (cfg->attn == LRGD_ATTN_LINEAR) e3_users = 0;
-    if (!strcmp(demos, "similar") && (st = build_index(sp, step, lrgd_dataset_n_items(ds), n_ds_users, &ix)) != LRGD_OK)
-        goto done;
+    if ((st = lrgd_demo_index_new(sp, step, (int)demo_hist, &ix)) != LRGD_OK) goto done;
+    lrgd_demo_mode mode = !strcmp(demos, "similar") ? LRGD_DEMOS_SIMILAR
+                          : !strcmp(demos, "random") ? LRGD_DEMOS_RANDOM : LRGD_DEMOS_NONE;
 
     /* a seeded sample of users without replacement (partial Fisher-Yates) */
     sample = malloc(sizeof(int32_t) * (size_t)n_users_split);
-    score = calloc((size_t)n_ds_users, sizeof(double));
-    touched = malloc(sizeof(int32_t) * (size_t)n_ds_users);
     dusers = malloc(sizeof(int32_t) * (size_t)(k + 1));
+    (void)n_ds_users;
     lg = malloc(sizeof(float) * (size_t)cfg->vocab_size);
     R.L = cfg->n_layers, R.H = cfg->n_heads, R.nf = e3_users > 0 ? n_feat : 0;
     R.heads = calloc((size_t)R.L * R.H, sizeof *R.heads);
     R.lam_layer = calloc((size_t)R.L, sizeof *R.lam_layer);
     R.e3_layer = calloc((size_t)R.L * (R.nf ? R.nf : 1), sizeof *R.e3_layer);
-    if (!sample || !score || !touched || !dusers || !lg || !R.heads || !R.lam_layer || !R.e3_layer) {
+    if (!sample || !dusers || !lg || !R.heads || !R.lam_layer || !R.e3_layer) {
         st = lrgd_fail(LRGD_E_NOMEM, "out of memory");
         goto done;
     }
@@ -713,25 +596,33 @@ int cmd_dual(int argc, char **argv)
     }
     lrgd_progress prog;
     lrgd_progress_begin(&prog, "dual", "users", (double)users);
-    lrgd_prompt_opts po = {.max_hist = (int)max_hist, .n_ctx = cfg->seq_len};
+    lrgd_prompt_opts po = {.max_hist = 0, .n_ctx = cfg->seq_len}; /* histories are capped above */
     for (int ui = 0; ui < users && st == LRGD_OK; ui++) {
         int u = sample[ui], nd = 0, qlen;
         const int32_t *qh;
-        if (k > 0)
-            nd = !strcmp(demos, "similar") ? similar_users(sp, step, &ix, u, (int)k, score, touched, dusers)
-                                            : random_users(sp, step, u, (int)k, cc.seed, dusers);
-        for (int d = 0; d < nd && st == LRGD_OK; d++) {
-            int lv;
-            const int32_t *iv;
-            lrgd_split_train_items(sp, step, dusers[d], &iv, &lv);
-            int32_t *b = buf + (size_t)(d + 1) * longest;
-            st = translate(ds, &im, iv, lv, b, "a demonstration", dusers[d]);
-            dm[d] = (lrgd_demo){b, lv - 1, b[lv - 1]};
-        }
         lrgd_split_history(sp, step, u, &qh, &qlen);
+        /* the scorer's demonstrations, in prompt order (least similar first) */
+        st = tm_prompt_demos(ix, mode, (int)k, cc.seed, u, qh, qlen, dusers, &nd);
+        for (int d = 0; d < nd && st == LRGD_OK; d++) {
+            lrgd_demo dd;
+            st = lrgd_demo_index_demo(ix, dusers[d], &dd, NULL);
+            int32_t *b = buf + (size_t)(d + 1) * longest;
+            if (st == LRGD_OK) st = translate(ds, &im, dd.hist, dd.n_hist, b, "a demonstration", dusers[d]);
+            if (st == LRGD_OK) st = translate(ds, &im, &dd.next, 1, b + dd.n_hist, "a demonstration", dusers[d]);
+            if (st == LRGD_OK) dm[d] = (lrgd_demo){b, dd.n_hist, b[dd.n_hist]};
+        }
+        if (qlen > max_hist) { /* the query's most recent max_hist items */
+            qh += qlen - max_hist;
+            qlen = (int)max_hist;
+        }
         if (st == LRGD_OK) st = translate(ds, &im, qh, qlen, buf, "the query history", u);
+        /* like the scorer: leave out the least similar until the prompt fits */
+        int first = 0, len = 1 + qlen + 1;
+        for (int d = 0; d < nd && st == LRGD_OK; d++) len += dm[d].n_hist + 3;
+        while (st == LRGD_OK && len > cfg->seq_len && first < nd) len -= dm[first++].n_hist + 3;
         lrgd_prompt *p = NULL;
-        if (st == LRGD_OK) st = lrgd_prompt_build(&pv, &po, dm, nd, buf, qlen, &p);
+        if (st == LRGD_OK) st = lrgd_prompt_build(&pv, &po, dm + first, nd - first, buf, qlen, &p);
+        nd -= first;
         if (st != LRGD_OK) {
             lrgd_fail_wrap(st, "user %s", lrgd_dataset_user_name(ds, u));
             break;
@@ -813,6 +704,7 @@ int cmd_dual(int argc, char **argv)
     ri.n_split_users = n_users_split;
     ri.k = (int)k;
     ri.max_hist = (int)max_hist;
+    ri.demo_hist = (int)demo_hist;
     ri.e3_users = (int)e3_users;
     ri.n_feat = R.nf;
     ri.feat = fi;
@@ -830,14 +722,12 @@ done:
     free(lg);
     free(dusers);
     free(buf);
-    free(touched);
-    free(score);
     free(sample);
     free(R.heads);
     free(R.lam_layer);
     free(R.e3_layer);
     free(im.to_model);
-    free_index(&ix);
+    lrgd_demo_index_free(ix);
     lrgd_split_free(sp);
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
