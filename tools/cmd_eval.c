@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "lrgd/eval.h"
+#include "lrgd/train.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@ const char help_eval[] =
     "  --format F           amazon | recbole | auto (default auto)\n"
     "  --items FILE         item text (checked against the dataset; not used by\n"
     "                       pop/itemknn)\n"
-    "  --method NAME        pop | itemknn (see below)\n"
+    "  --method NAME        pop | itemknn | model (see below)\n"
     "  --compare NAME       also run NAME and print paired tests (t-test and\n"
     "                       exact sign test) per metric\n"
     "  --candidates C       all | N: target + N-1 sampled negatives, e.g. 100\n"
@@ -56,11 +57,27 @@ const char help_eval[] =
     "  pop       popularity: training interactions per item\n"
     "  itemknn   item-item cosine on co-occurrence in training sequences,\n"
     "            recency-weighted sum over the user's history, popularity as a\n"
-    "            tie-breaker (--knn-pop)\n";
+    "            tie-breaker (--knn-pop)\n"
+    "  model     a model trained by 'lrgd train' (--model): items ranked by the\n"
+    "            logits at the answer marker of [BOS | demonstrations | history ANS]\n"
+    "  model-none, model-random, model-similar\n"
+    "            the same with --demos fixed (for --compare)\n"
+    "\n"
+    "model options:\n"
+    "  --model FILE         GGUF written by lrgd train (same dataset file)\n"
+    "  --demos M            none | random | similar (default similar): no\n"
+    "                       demonstrations, random training users, or the users\n"
+    "                       most similar to the query (cosine of item sets)\n"
+    "  --k N                demonstrations per prompt (default 3)\n"
+    "  --max-hist N         query history cap (default 50, as lrgd train)\n"
+    "  --demo-hist N        demonstration history cap (default 20, as lrgd train)\n"
+    "  --engine             score through the inference engine one prompt at a\n"
+    "                       time (slow; the default packs a batch of prompts)\n";
 
 enum {
     OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
-    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP
+    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP,
+    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE
 };
 
 typedef struct eval_args {
@@ -72,6 +89,8 @@ typedef struct eval_args {
     int batch;
     lrgd_itemknn_opts knn;
     cli_common com;
+    const char *model;            /* method model*: the GGUF file */
+    lrgd_model_scorer_opts mopts; /* method model*: prompts */
     /* Options of methods added later (e.g. "model": --model FILE, --demos,
      * --k) go here, with their getopt entries in cmd_eval. */
 } eval_args;
@@ -110,9 +129,50 @@ static void config_itemknn(lrgd_json *j, const eval_args *a)
     lrgd_json_knum(j, "pop_weight", a->knn.pop_weight);
 }
 
+static lrgd_status make_model_mode(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                                   lrgd_scorer *out)
+{
+    if (!a->model) return lrgd_fail(LRGD_E_INVALID, "methods model*: --model FILE is required");
+    lrgd_model_scorer_opts o = a->mopts;
+    o.demos = mode;
+    o.seed = a->com.seed;
+    return lrgd_scorer_model(sp, step, a->model, &o, out);
+}
+
+static lrgd_status make_model(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_model_mode(a, sp, step, a->mopts.demos, out);
+}
+static lrgd_status make_model_none(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_model_mode(a, sp, step, LRGD_DEMOS_NONE, out);
+}
+static lrgd_status make_model_random(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_model_mode(a, sp, step, LRGD_DEMOS_RANDOM, out);
+}
+static lrgd_status make_model_similar(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_model_mode(a, sp, step, LRGD_DEMOS_SIMILAR, out);
+}
+
+static void config_model(lrgd_json *j, const eval_args *a)
+{
+    lrgd_json_kstr(j, "model", a->model ? a->model : "");
+    lrgd_json_kstr(j, "demos_option", lrgd_demo_mode_name(a->mopts.demos));
+    lrgd_json_kint(j, "k", a->mopts.k);
+    lrgd_json_kint(j, "max_hist", a->mopts.max_hist);
+    lrgd_json_kint(j, "demo_hist", a->mopts.demo_hist);
+    lrgd_json_kstr(j, "scoring", a->mopts.engine ? "engine (lrgd_eval per prompt)" : "batched forward");
+}
+
 static const eval_method methods[] = {
     {"pop", make_pop, NULL},
     {"itemknn", make_itemknn, config_itemknn},
+    {"model", make_model, config_model},
+    {"model-none", make_model_none, config_model},
+    {"model-random", make_model_random, config_model},
+    {"model-similar", make_model_similar, config_model},
 };
 #define N_METHODS (int)(sizeof methods / sizeof methods[0])
 
@@ -395,11 +455,15 @@ int cmd_eval(int argc, char **argv)
         {"out", required_argument, 0, OPT_OUT}, {"knn-k", required_argument, 0, OPT_KNN_K},
         {"knn-window", required_argument, 0, OPT_KNN_WINDOW}, {"knn-decay", required_argument, 0, OPT_KNN_DECAY},
         {"knn-shrink", required_argument, 0, OPT_KNN_SHRINK}, {"knn-pop", required_argument, 0, OPT_KNN_POP},
+        {"model", required_argument, 0, OPT_MODEL}, {"demos", required_argument, 0, OPT_DEMOS},
+        {"k", required_argument, 0, OPT_K}, {"max-hist", required_argument, 0, OPT_MAX_HIST},
+        {"demo-hist", required_argument, 0, OPT_DEMO_HIST}, {"engine", no_argument, 0, OPT_ENGINE},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     eval_args a;
     memset(&a, 0, sizeof a);
     cli_common_init(&a.com);
     lrgd_itemknn_opts_init(&a.knn);
+    lrgd_model_scorer_opts_init(&a.mopts);
     a.step = LRGD_STEP_TEST;
     a.batch = 64;
     a.format = LRGD_DATA_AUTO;
@@ -462,6 +526,26 @@ int cmd_eval(int argc, char **argv)
             if (cli_float(CMD, "knn-pop", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
             a.knn.pop_weight = x;
             break;
+        case OPT_MODEL: a.model = optarg; break;
+        case OPT_DEMOS:
+            if (!strcmp(optarg, "none")) a.mopts.demos = LRGD_DEMOS_NONE;
+            else if (!strcmp(optarg, "random")) a.mopts.demos = LRGD_DEMOS_RANDOM;
+            else if (!strcmp(optarg, "similar")) a.mopts.demos = LRGD_DEMOS_SIMILAR;
+            else return cli_usage(CMD, "--demos: expected none, random or similar, got '%s'", optarg);
+            break;
+        case OPT_K:
+            if (cli_int(CMD, "k", optarg, 0, 256, &v)) return CLI_USAGE;
+            a.mopts.k = (int)v;
+            break;
+        case OPT_MAX_HIST:
+            if (cli_int(CMD, "max-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
+            a.mopts.max_hist = (int)v;
+            break;
+        case OPT_DEMO_HIST:
+            if (cli_int(CMD, "demo-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
+            a.mopts.demo_hist = (int)v;
+            break;
+        case OPT_ENGINE: a.mopts.engine = 1; break;
         case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
         case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);

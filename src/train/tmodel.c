@@ -430,18 +430,24 @@ static double classifier(lrgd_tmodel *t, int want_grad)
             float *row = lg + (size_t)i * V;
             float mx = row[0];
             for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < V; j++) sum += tm_expf(row[j] - mx);
             int y = a->tgt_tok[r0 + i];
-            double lse = (double)mx + log((double)sum);
-            part += lse - row[y];
-            if (want_grad) {
+            float ly = row[y], sum = 0;
+            if (want_grad) { /* keep the exponentials: the gradient is softmax - onehot */
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < V; j++) {
+                    float e = tm_expf(row[j] - mx);
+                    row[j] = e;
+                    sum += e;
+                }
                 float s = inv / sum;
 #pragma omp simd
-                for (int j = 0; j < V; j++) row[j] = tm_expf(row[j] - mx) * s;
+                for (int j = 0; j < V; j++) row[j] *= s;
                 row[y] -= inv;
+            } else {
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < V; j++) sum += tm_expf(row[j] - mx);
             }
+            part += (double)mx + log((double)sum) - ly;
         }
         loss += part;
         if (want_grad) {
