@@ -59,10 +59,11 @@ flags_for() {
 run_one() {
   local n=$1 secs=$2 work=$3 log=$4
   mkdir -p "$work" "$build/artifacts"
-  local -a extra
+  local -a extra dirs=("$work")
   mapfile -t extra < <(flags_for "$n")
+  [ -d "fuzz/corpus/$n" ] && dirs+=("fuzz/corpus/$n") # a new harness may have no seeds yet
   "$build/$n" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$build/artifacts/$n-" "${extra[@]}" "$work" "fuzz/corpus/$n" >"$log" 2>&1
+    -artifact_prefix="$build/artifacts/$n-" "${extra[@]}" "${dirs[@]}" >"$log" 2>&1
 }
 
 # Summary columns from a libFuzzer log: execs exec/s cov ft corpus.
