@@ -94,7 +94,7 @@ void tm_dropout(float *x, size_t n, float p, uint64_t seed, uint64_t site);
  * ~2e-7, vectorizes. */
 static inline float tm_expf(float x)
 {
-    if (x < -87.0f) x = -87.0f;
+    if (x < -87.0f) x = -87.0f; /* NaN stays NaN (and comes out NaN) */
     /* round to nearest by the 1.5*2^23 trick: plain arithmetic, so it vectorizes */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float f = x - n * 0.693359375f;
@@ -107,8 +107,10 @@ static inline float tm_expf(float x)
     p = p * f + 1.6666665459e-1f;
     p = p * f + 5.0000001201e-1f;
     p = p * f * f + f + 1.0f;
-    int e = (int)n + 127;
-    union { uint32_t u; float f; } s = {.u = (uint32_t)e << 23};
+    /* 2^n from the bits of 1.5*2^23 + n + 127 (no float-to-int conversion,
+     * which would be undefined for a NaN) */
+    union { float f; uint32_t u; } m = {.f = n + (12582912.0f + 127.0f)};
+    union { uint32_t u; float f; } s = {.u = (m.u - 0x4B400000u) << 23};
     return p * s.f;
 }
 
