@@ -65,6 +65,20 @@ grep -A3 '"lambda"' "$T/z/dual.json" | grep -q '"max": 0,' || bad "zero-shot: la
     2>/dev/null
 [ $? -eq 1 ] || bad "--strict with tol 1e-15 must exit 1"
 
+# trained embedded models (lrgd train, a few epochs on planted sequences x_{i+1} = x_i + a mod 50):
+# E1/E2/E4 and the stacked logits hold on the model the trainer writes
+awk 'BEGIN { srand(5); for (u = 1; u <= 200; u++) { a = (u % 2) ? 1 : 3; x = int(rand() * 50);
+      n = 6 + int(rand() * 8); line = u; for (i = 0; i < n; i++) { line = line " " (x + 1); x = (x + a) % 50 }
+      print line } }' >"$T/planted.txt"
+for a in softmax linear; do
+    "$B" train --data "$T/planted.txt" --out "$T/tr-$a.gguf" --attention $a --layers 2 --dim 32 --heads 4 \
+        --kv-heads 2 --hidden 64 --seq 96 --epochs 2 --batch 32 --lr 3e-3 --warmup 5 --quiet --threads 2 \
+        >"$T/tr-$a.log" 2>&1 || { bad "lrgd train ($a): exit $?: $(tail -3 "$T/tr-$a.log")"; continue; }
+    "$B" dual --model "$T/tr-$a.gguf" --data "$T/planted.txt" --users 30 --e3-users 5 --out "$T/tr-$a" --strict \
+        --threads 2 >"$T/tr-$a.txt" 2>&1 || bad "dual on the trained $a model: exit $?: $(cat "$T/tr-$a.txt")"
+    grep -E 'E[12] \(at t|logits' "$T/tr-$a.txt"
+done
+
 # bad input: exit 2 with a message
 expect2() { # label needle args...
     local label=$1 needle=$2

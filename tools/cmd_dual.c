@@ -712,7 +712,8 @@ int cmd_dual(int argc, char **argv)
     ri.tol = tol;
     ri.secs = lrgd_now() - t0;
     st = write_outputs(out_dir, &R, &ri, &cc);
-    if (st == LRGD_OK && !cc.quiet) print_table(cc.json ? stderr : stdout, &R, &ri);
+    /* the table is the result: always on stdout, unless stdout carries the JSON */
+    if (st == LRGD_OK && (!cc.json || !cc.quiet)) print_table(cc.json ? stderr : stdout, &R, &ri);
     if (st == LRGD_OK && strict && !passed(&R, &ri)) {
         fprintf(stderr, "lrgd dual: a check exceeds the tolerance %g (--strict)\n", tol);
         check_failed = 1;
