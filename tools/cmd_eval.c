@@ -3,10 +3,12 @@
  * per-user ranks as CSV, and a paired comparison of two methods. */
 #include "cli.h"
 #include "commands.h"
+#include "core/dist.h"
 #include "lrgd/eval.h"
 #include "lrgd/train.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,11 @@ const char help_eval[] =
     "  --batch N            users per scorer call (default 64)\n"
     "  --ranks-csv FILE     per-user ranks (external ids) as CSV\n"
     "  --out FILE           results as JSON (written atomically)\n"
+    "  --checkpoint DIR     shard the users and keep each finished shard's ranks\n"
+    "                       in DIR; a re-run with the same options resumes and\n"
+    "                       computes only the missing shards (see below)\n"
+    "  --shard-size N       users per shard, a multiple of --batch (default:\n"
+    "                       about 1/64 of the users, rounded up to the batch)\n"
     "  --knn-k N            itemknn: neighbours kept per item (default 100)\n"
     "  --knn-window N       itemknn: co-occurrence window in positions, 0 = whole\n"
     "                       sequence (default 5)\n"
@@ -72,12 +79,19 @@ const char help_eval[] =
     "  --max-hist N         query history cap (default 50, as lrgd train)\n"
     "  --demo-hist N        demonstration history cap (default 20, as lrgd train)\n"
     "  --engine             score through the inference engine one prompt at a\n"
-    "                       time (slow; the default packs a batch of prompts)\n";
+    "                       time (slow; the default packs a batch of prompts)\n"
+    "\n"
+    "MPI: built with -DLRGD_MPI=ON, 'mpirun -np N lrgd eval ...' shards the\n"
+    "users across N ranks; every rank loads the data and fits the method\n"
+    "itself, rank 0 gathers the per-user ranks and writes every output. The\n"
+    "numbers are the same as one process's with the same seed. A rank that\n"
+    "fails stops the job; with --checkpoint a re-run resumes (with any N).\n"
+    "See docs/DISTRIBUTED.md.\n";
 
 enum {
     OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
     OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP,
-    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE
+    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE, OPT_CKPT, OPT_SHARD
 };
 
 typedef struct eval_args {
@@ -91,6 +105,8 @@ typedef struct eval_args {
     cli_common com;
     const char *model;            /* method model*: the GGUF file */
     lrgd_model_scorer_opts mopts; /* method model*: prompts */
+    const char *ckpt;             /* --checkpoint DIR (NULL: none) */
+    long long shard_size;         /* --shard-size (0: default) */
     /* Options of methods added later (e.g. "model": --model FILE, --demos,
      * --k) go here, with their getopt entries in cmd_eval. */
 } eval_args;
@@ -225,6 +241,206 @@ static double *metric_column(const run *r, lrgd_metric m)
     return v;
 }
 
+/* ---- sharded runs (MPI ranks and/or checkpoints) ------------------------------------
+ *
+ * The users of the split are cut into shards of whole batches (core/dist.h),
+ * so every scorer call sees exactly the users it would in one process.
+ * Each rank fits the method(s) itself, the first time it has a shard to
+ * compute, and evaluates its shards; the per-user records are gathered to
+ * rank 0, which builds the same lrgd_eval_result a single run produces and
+ * computes metrics and paired tests from it. */
+
+typedef struct dist_info {
+    int sharded; /* 0: the single-process path (no shards) */
+    int ranks;
+    int64_t shard_size, n_shards, computed, resumed;
+    double seconds; /* wall time of the sharded phase on rank 0 */
+    char ckpt[1024];
+    uint64_t config_hash;
+} dist_info;
+
+/* One user's result: records are gathered and checkpointed as bytes. */
+typedef struct eval_rec {
+    int32_t user, target, n_ranked, rank[2];
+} eval_rec;
+
+typedef struct shard_ctx {
+    const eval_args *a;
+    const lrgd_split *sp;
+    const eval_method *m[2];
+    int n_methods;
+    lrgd_scorer sc[2];
+    int made[2];
+    double fit_s[2], eval_s[2];
+} shard_ctx;
+
+static lrgd_status eval_shard(void *vctx, int64_t begin, int64_t end, void *out)
+{
+    shard_ctx *c = vctx;
+    eval_rec *rec = out;
+    for (int r = 0; r < c->n_methods; r++) {
+        if (!c->made[r]) {
+            double t0 = lrgd_now();
+            lrgd_status st = c->m[r]->make(c->a, c->sp, c->a->step, &c->sc[r]);
+            if (st != LRGD_OK) return lrgd_fail_wrap(st, "method %s", c->m[r]->name);
+            c->made[r] = 1;
+            c->fit_s[r] = lrgd_now() - t0;
+        }
+        lrgd_eval_opts o;
+        lrgd_eval_opts_init(&o);
+        o.n_neg = c->a->n_neg;
+        o.seed = c->a->com.seed;
+        o.keep_history = c->a->keep_history;
+        o.batch = c->a->batch;
+        o.label = c->m[r]->name;
+        o.users = lrgd_split_users(c->sp) + begin;
+        o.n_users = (int)(end - begin);
+        lrgd_eval_result *res;
+        LRGD_TRY(lrgd_evaluate(c->sp, c->a->step, &c->sc[r], &o, &res));
+        c->eval_s[r] += res->seconds;
+        for (int i = 0; i < res->n; i++) {
+            eval_rec *e = &rec[i];
+            if (r == 0) {
+                e->user = res->users[i];
+                e->target = res->targets[i];
+                e->n_ranked = res->n_ranked[i];
+                e->rank[1] = 0;
+            } else if (e->user != res->users[i] || e->target != res->targets[i] || e->n_ranked != res->n_ranked[i]) {
+                lrgd_eval_result_free(res);
+                return lrgd_fail(LRGD_E_RUNTIME, "the two methods were evaluated on different users or candidates");
+            }
+            e->rank[r] = res->ranks[i];
+        }
+        lrgd_eval_result_free(res);
+    }
+    return LRGD_OK;
+}
+
+/* Everything the per-user ranks depend on, as text (kept next to the
+ * checkpoints) and hashed with the data and the model file. Threads are
+ * left out: the evaluator's ranks do not depend on them. */
+static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t shard_size, char **text,
+                               uint64_t *hash)
+{
+    const lrgd_dataset *ds = lrgd_split_dataset(sp);
+    int model = !strncmp(a->method, "model", 5) || (a->compare && !strncmp(a->compare, "model", 5));
+    uint64_t h = LRGD_HASH_INIT, data_h = LRGD_HASH_INIT, model_h = 0;
+    int n_users = lrgd_dataset_n_users(ds), n_items = lrgd_dataset_n_items(ds);
+    data_h = lrgd_hash64(data_h, &n_users, sizeof n_users);
+    data_h = lrgd_hash64(data_h, &n_items, sizeof n_items);
+    data_h = lrgd_hash64(data_h, lrgd_dataset_offsets(ds), (size_t)(n_users + 1) * sizeof(int64_t));
+    data_h = lrgd_hash64(data_h, lrgd_dataset_items(ds), (size_t)lrgd_dataset_n_interactions(ds) * sizeof(int32_t));
+    if (model && a->model) {
+        model_h = LRGD_HASH_INIT;
+        LRGD_TRY(lrgd_hash_file(&model_h, a->model));
+    }
+    char *t = NULL;
+    size_t tn = 0;
+    FILE *f = open_memstream(&t, &tn);
+    if (!f) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    fprintf(f,
+            "lrgd eval shards v1\ndata %s\ndata_hash %016llx\nusers %d\nmethod %s\ncompare %s\nn_neg %d\n"
+            "step %d\nkeep_history %d\nbatch %d\nshard_size %lld\nseed %llu\n",
+            a->data, (unsigned long long)data_h, lrgd_split_n_users(sp), a->method, a->compare ? a->compare : "-",
+            a->n_neg, a->step, a->keep_history, a->batch, (long long)shard_size, (unsigned long long)a->com.seed);
+    fprintf(f, "knn %d %d %.17g %.17g %.17g\n", a->knn.top_k, a->knn.window, a->knn.decay, a->knn.shrink,
+            a->knn.pop_weight);
+    if (model)
+        fprintf(f, "model %s\nmodel_hash %016llx\nmodel_opts %d %d %d %d %d\n", a->model ? a->model : "-",
+                (unsigned long long)model_h, (int)a->mopts.demos, a->mopts.k, a->mopts.max_hist, a->mopts.demo_hist,
+                a->mopts.engine);
+    if (fclose(f) != 0 || !t) { free(t); return lrgd_fail(LRGD_E_NOMEM, "out of memory"); }
+    /* The hash leaves out the paths: the same bytes elsewhere resume. */
+    h = lrgd_hash64(h, &data_h, sizeof data_h);
+    h = lrgd_hash64(h, &model_h, sizeof model_h);
+    for (const char *line = t; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (strncmp(line, "data ", 5) != 0 && strncmp(line, "model ", 6) != 0) h = lrgd_hash64(h, line, len);
+        line += len;
+    }
+    *text = t;
+    *hash = h;
+    return LRGD_OK;
+}
+
+/* Rank 0 gets runs[] filled as run_method would fill them; other ranks get
+ * nothing (runs[].res stays NULL). Collective. */
+static lrgd_status run_sharded(const eval_args *a, const lrgd_split *sp, const eval_method *m1,
+                               const eval_method *m2, run *runs, dist_info *di)
+{
+    shard_ctx c;
+    memset(&c, 0, sizeof c);
+    c.a = a;
+    c.sp = sp;
+    c.m[0] = m1;
+    c.m[1] = m2;
+    c.n_methods = m2 ? 2 : 1;
+    int n = lrgd_split_n_users(sp);
+    int64_t shard_size = a->shard_size ? a->shard_size : lrgd_shards_default_size(n, a->batch);
+    lrgd_shard_job job;
+    memset(&job, 0, sizeof job);
+    char *text = NULL;
+    LRGD_TRY(eval_config(a, sp, shard_size, &text, &job.config_hash));
+    lrgd_status st = lrgd_dist_agree_u64(job.config_hash, "the configuration hash (data, model, options)");
+    if (st == LRGD_OK) st = lrgd_shards_init(&job.shards, n, shard_size);
+    job.name = CMD;
+    job.config_text = text;
+    job.ckpt_dir = a->ckpt;
+    job.rec_size = sizeof(eval_rec);
+    job.run = eval_shard;
+    job.ctx = &c;
+    eval_rec *all = NULL;
+    if (st == LRGD_OK && lrgd_dist_rank() == 0) {
+        all = malloc((size_t)n * sizeof *all + 1);
+        if (!all) st = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    }
+    lrgd_shard_stats ss;
+    if (st == LRGD_OK) st = lrgd_shards_run(&job, all, &ss);
+    for (int r = 0; r < 2; r++) lrgd_scorer_release(&c.sc[r]);
+    free(text);
+    /* Times: the slowest rank's (a rank that resumed everything fitted nothing). */
+    double times[4] = {c.fit_s[0], c.fit_s[1], c.eval_s[0], c.eval_s[1]};
+    if (st == LRGD_OK) st = lrgd_dist_max_f64(times, 4);
+    if (st == LRGD_OK) {
+        di->sharded = 1;
+        di->ranks = lrgd_dist_size();
+        di->shard_size = shard_size;
+        di->n_shards = job.shards.n_shards;
+        di->computed = ss.total_computed;
+        di->resumed = ss.total_resumed;
+        di->seconds = ss.seconds;
+        di->config_hash = job.config_hash;
+        snprintf(di->ckpt, sizeof di->ckpt, "%s", ss.ckpt_path);
+    }
+    for (int r = 0; r < c.n_methods && st == LRGD_OK && lrgd_dist_rank() == 0; r++) {
+        run *rr = &runs[r];
+        memset(rr, 0, sizeof *rr);
+        rr->m = c.m[r];
+        rr->fit_seconds = times[r];
+        lrgd_eval_result *res = calloc(1, sizeof *res);
+        if (!res) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); break; }
+        rr->res = res;
+        res->n = n;
+        res->seconds = times[2 + r];
+        res->users = malloc((size_t)n * sizeof *res->users);
+        res->targets = malloc((size_t)n * sizeof *res->targets);
+        res->ranks = malloc((size_t)n * sizeof *res->ranks);
+        res->n_ranked = malloc((size_t)n * sizeof *res->n_ranked);
+        if (!res->users || !res->targets || !res->ranks || !res->n_ranked) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); break; }
+        for (int i = 0; i < n; i++) {
+            res->users[i] = all[i].user;
+            res->targets[i] = all[i].target;
+            res->n_ranked[i] = all[i].n_ranked;
+            res->ranks[i] = all[i].rank[r];
+        }
+        for (int k = 0; k < LRGD_N_METRICS && st == LRGD_OK; k++)
+            st = lrgd_metric_summary((lrgd_metric)k, res->ranks, res->n, &rr->metric[k]);
+    }
+    free(all);
+    return st;
+}
+
 /* ---- output ----------------------------------------------------------------------- */
 
 static const char *base_name(const char *p)
@@ -250,7 +466,7 @@ static void json_interval(lrgd_json *j, const char *key, const lrgd_interval *iv
 }
 
 static void write_json(FILE *f, const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp, const run *runs,
-                       int n_runs, const lrgd_paired *paired)
+                       int n_runs, const lrgd_paired *paired, const dist_info *di)
 {
     lrgd_json j;
     lrgd_json_init(&j, f, 1);
@@ -312,6 +528,26 @@ static void write_json(FILE *f, const eval_args *a, const lrgd_dataset *ds, cons
     lrgd_json_kint(&j, "train_interactions", lrgd_split_n_train(sp, a->step));
     lrgd_json_obj_end(&j);
 
+    lrgd_json_key(&j, "distributed");
+    lrgd_json_obj_begin(&j);
+    lrgd_json_kint(&j, "ranks", di->sharded ? di->ranks : 1);
+    lrgd_json_key(&j, "sharded");
+    lrgd_json_bool(&j, di->sharded);
+    if (di->sharded) {
+        char hx[17];
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)di->config_hash);
+        lrgd_json_kint(&j, "shard_size", di->shard_size);
+        lrgd_json_kint(&j, "shards", di->n_shards);
+        lrgd_json_kint(&j, "shards_computed", di->computed);
+        lrgd_json_kint(&j, "shards_resumed", di->resumed);
+        lrgd_json_kstr(&j, "config_hash", hx);
+        if (di->ckpt[0]) lrgd_json_kstr(&j, "checkpoint", di->ckpt);
+        else { lrgd_json_key(&j, "checkpoint"); lrgd_json_null(&j); }
+        lrgd_json_knum(&j, "seconds", di->seconds);
+        lrgd_json_kstr(&j, "times", "fit_seconds and eval_seconds: the slowest rank's");
+    }
+    lrgd_json_obj_end(&j);
+
     lrgd_json_key(&j, "results");
     lrgd_json_arr_begin(&j);
     for (int r = 0; r < n_runs; r++) {
@@ -362,7 +598,7 @@ static void write_json(FILE *f, const eval_args *a, const lrgd_dataset *ds, cons
 }
 
 static void print_table(const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp, const run *runs, int n_runs,
-                        const lrgd_paired *paired)
+                        const lrgd_paired *paired, const dist_info *di)
 {
     const lrgd_data_stats *s = lrgd_dataset_stats(ds);
     printf("data:       %s (%s): %lld users, %lld items, %lld interactions", base_name(a->data),
@@ -376,8 +612,15 @@ static void print_table(const eval_args *a, const lrgd_dataset *ds, const lrgd_s
     else
         printf("candidates: all %d items, %s\n", lrgd_dataset_n_items(ds),
                a->keep_history ? "history items kept" : "the user's history excluded");
+    if (di->sharded) {
+        printf("shards:     %lld of %lld users over %d rank%s: %lld computed, %lld from checkpoints; %.2f s\n",
+               (long long)di->n_shards, (long long)di->shard_size, di->ranks, di->ranks == 1 ? "" : "s",
+               (long long)di->computed, (long long)di->resumed, di->seconds);
+        if (di->ckpt[0]) printf("checkpoint: %s\n", di->ckpt);
+    }
     for (int r = 0; r < n_runs; r++)
-        printf("%-10s  fit %.2f s, evaluation %.2f s\n", runs[r].m->name, runs[r].fit_seconds, runs[r].res->seconds);
+        printf("%-10s  fit %.2f s, evaluation %.2f s%s\n", runs[r].m->name, runs[r].fit_seconds, runs[r].res->seconds,
+               di->sharded && di->ranks > 1 ? " (slowest rank)" : "");
     printf("\n%-8s", "metric");
     for (int r = 0; r < n_runs; r++) printf("  %-25s", runs[r].m->name);
     if (paired) printf("  %-27s  %-9s  %s", "diff (a-b) [95% CI]", "p(t)", "p(sign)");
@@ -434,11 +677,11 @@ static lrgd_status write_ranks(const char *path, const lrgd_dataset *ds, const r
 }
 
 static lrgd_status write_json_file(const char *path, const eval_args *a, const lrgd_dataset *ds, const lrgd_split *sp,
-                                   const run *runs, int n_runs, const lrgd_paired *paired)
+                                   const run *runs, int n_runs, const lrgd_paired *paired, const dist_info *di)
 {
     lrgd_afile af;
     LRGD_TRY(lrgd_afile_open(&af, path));
-    write_json(af.f, a, ds, sp, runs, n_runs, paired);
+    write_json(af.f, a, ds, sp, runs, n_runs, paired, di);
     return lrgd_afile_commit(&af);
 }
 
@@ -458,6 +701,7 @@ int cmd_eval(int argc, char **argv)
         {"model", required_argument, 0, OPT_MODEL}, {"demos", required_argument, 0, OPT_DEMOS},
         {"k", required_argument, 0, OPT_K}, {"max-hist", required_argument, 0, OPT_MAX_HIST},
         {"demo-hist", required_argument, 0, OPT_DEMO_HIST}, {"engine", no_argument, 0, OPT_ENGINE},
+        {"checkpoint", required_argument, 0, OPT_CKPT}, {"shard-size", required_argument, 0, OPT_SHARD},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     eval_args a;
     memset(&a, 0, sizeof a);
@@ -546,6 +790,14 @@ int cmd_eval(int argc, char **argv)
             a.mopts.demo_hist = (int)v;
             break;
         case OPT_ENGINE: a.mopts.engine = 1; break;
+        case OPT_CKPT:
+            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder, got ''");
+            a.ckpt = optarg;
+            break;
+        case OPT_SHARD:
+            if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &v)) return CLI_USAGE;
+            a.shard_size = v;
+            break;
         case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
         case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
@@ -560,6 +812,9 @@ int cmd_eval(int argc, char **argv)
         m2 = find_method(a.compare);
         if (!m2) return cli_usage(CMD, "--compare: unknown method '%s'", a.compare);
     }
+    if (a.shard_size && a.shard_size % a.batch)
+        return cli_usage(CMD, "--shard-size %lld: expected a multiple of --batch (%d), so that every scorer call "
+                         "holds the users it holds in one process", a.shard_size, a.batch);
     int rc = cli_common_apply(CMD, &a.com);
     if (rc) return rc;
 
@@ -575,7 +830,20 @@ int cmd_eval(int argc, char **argv)
     if (st == LRGD_OK && a.n_neg >= lrgd_dataset_n_items(ds))
         st = lrgd_fail(LRGD_E_INVALID, "--candidates %s: the dataset has only %d items", a.candidates,
                        lrgd_dataset_n_items(ds));
-    for (int r = 0; r < n_runs && st == LRGD_OK; r++) st = run_method(&a, sp, r ? m2 : m1, &runs[r]);
+    dist_info di;
+    memset(&di, 0, sizeof di);
+    if (st == LRGD_OK && (lrgd_dist_size() > 1 || a.ckpt)) {
+        st = run_sharded(&a, sp, m1, m2, runs, &di);
+        if (lrgd_dist_rank() != 0) {
+            /* Rank 0 writes every output; the others only computed. */
+            if (st != LRGD_OK) return lrgd_dist_fail(CMD, st);
+            lrgd_split_free(sp);
+            lrgd_dataset_free(ds);
+            return CLI_OK;
+        }
+    } else {
+        for (int r = 0; r < n_runs && st == LRGD_OK; r++) st = run_method(&a, sp, r ? m2 : m1, &runs[r]);
+    }
     if (st == LRGD_OK && m2) {
         if (runs[0].res->n != runs[1].res->n ||
             memcmp(runs[0].res->users, runs[1].res->users, (size_t)runs[0].res->n * sizeof(int32_t)) != 0)
@@ -588,12 +856,13 @@ int cmd_eval(int argc, char **argv)
         }
     }
     if (st == LRGD_OK && a.ranks_csv) st = write_ranks(a.ranks_csv, ds, runs, n_runs);
-    if (st == LRGD_OK && a.out) st = write_json_file(a.out, &a, ds, sp, runs, n_runs, m2 ? paired : NULL);
+    if (st == LRGD_OK && a.out) st = write_json_file(a.out, &a, ds, sp, runs, n_runs, m2 ? paired : NULL, &di);
     if (st == LRGD_OK) {
-        if (a.com.json) write_json(stdout, &a, ds, sp, runs, n_runs, m2 ? paired : NULL);
-        else print_table(&a, ds, sp, runs, n_runs, m2 ? paired : NULL);
+        if (a.com.json) write_json(stdout, &a, ds, sp, runs, n_runs, m2 ? paired : NULL, &di);
+        else print_table(&a, ds, sp, runs, n_runs, m2 ? paired : NULL, &di);
     }
-    rc = st == LRGD_OK ? CLI_OK : cli_fail(CMD, st);
+    /* Under MPI a failure stops every rank (they may wait in a collective). */
+    rc = st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
     for (int r = 0; r < 2; r++) lrgd_eval_result_free(runs[r].res);
     lrgd_split_free(sp);
     lrgd_dataset_free(ds);

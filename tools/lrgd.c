@@ -1,6 +1,7 @@
 /* lrgd <command> [options]: git-style dispatcher. */
 #include "cli.h"
 #include "commands.h"
+#include "core/dist.h"
 
 #include <string.h>
 
@@ -32,7 +33,19 @@ static const cli_command *find(const char *name)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* Commands that shard their work across MPI ranks (core/dist.h,
+ * docs/DISTRIBUTED.md). Any other command started as several ranks would
+ * repeat its work and race on its outputs, so it refuses. */
+static const char *const mpi_commands[] = {"eval"};
+
+static int mpi_aware(const char *name)
+{
+    for (size_t i = 0; i < sizeof mpi_commands / sizeof mpi_commands[0]; i++)
+        if (!strcmp(mpi_commands[i], name)) return 1;
+    return 0;
+}
+
+static int dispatch(int argc, char **argv)
 {
     cli_set_command_line(argc, argv);
     if (argc < 2) { usage(stderr); return CLI_USAGE; }
@@ -52,5 +65,22 @@ int main(int argc, char **argv)
         usage(stderr);
         return CLI_USAGE;
     }
+    if (lrgd_dist_size() > 1 && !mpi_aware(name)) {
+        if (lrgd_dist_rank() == 0)
+            fprintf(stderr, "lrgd %s: does not run as %d MPI ranks; start it as one process\n", name,
+                    lrgd_dist_size());
+        return CLI_USAGE;
+    }
     return c->run(argc - 1, argv + 1);
+}
+
+int main(int argc, char **argv)
+{
+    if (lrgd_dist_init(&argc, &argv) != LRGD_OK) {
+        fprintf(stderr, "lrgd: %s\n", lrgd_last_error());
+        return CLI_RUNTIME;
+    }
+    int rc = dispatch(argc, argv);
+    lrgd_dist_finalize();
+    return rc;
 }
