@@ -56,7 +56,9 @@ const char help_train[] =
     "  --dropout X         dropout rate (default 0.3)\n"
     "  --patience N        stop after N epochs without a better validation\n"
     "                      NDCG@10 (default 0: never)\n"
-    "  --max-minutes X     stop after X minutes of training (default: no limit)\n"
+    "  --max-minutes X     stop after X minutes of training, resumed sessions\n"
+    "                      counted together (default: no limit); the best model so\n"
+    "                      far stands, and a larger X continues the run\n"
     "  --val-demos M       none | random | similar: demonstrations used for the\n"
     "                      validation score (default similar)\n"
     "  --val-k N           demonstrations for validation (default K)\n"
@@ -324,7 +326,10 @@ int cmd_train(int argc, char **argv)
             lrgd_json_init(&j, stdout, 1);
             write_report(&j, &com, &o, data, ds, sp, &res);
         }
-        if (st == LRGD_OK && !com.quiet)
+        if (st == LRGD_OK && !com.quiet && res.best_epoch == 0)
+            fprintf(stderr, "train: stopped before the first epoch ended; the current weights were saved to %s "
+                            "(not validated); run the same command again to continue\n", o.out);
+        else if (st == LRGD_OK && !com.quiet)
             fprintf(stderr, "train: %d epochs, best epoch %d (validation NDCG@10 %.4f) saved to %s; %.0f tokens/s, %.1f s%s\n",
                     res.epochs_run, res.best_epoch, res.best_ndcg10, o.out, res.tokens_per_s, res.train_seconds,
                     res.stopped_early ? " (stopped early)" : res.stopped_by_time ? " (time limit)" : "");
