@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/dist.h"
 #include "lrgd/eval.h"
+#include "lrgd/textrec.h"
 #include "lrgd/train.h"
 
 #include <inttypes.h>
@@ -36,11 +37,11 @@ const char help_eval[] =
     "  --format F           amazon | recbole | auto (default auto)\n"
     "  --items FILE         item text (checked against the dataset; not used by\n"
     "                       pop/itemknn)\n"
-    "  --method NAME        pop | itemknn | model (see below)\n"
+    "  --method NAME        pop | itemknn | model | textllm (see below)\n"
     "  --compare NAME       also run NAME and print paired tests (t-test and\n"
     "                       exact sign test) per metric\n"
     "  --candidates C       all | N: target + N-1 sampled negatives, e.g. 100\n"
-    "                       or 20 (default all)\n"
+    "                       or 20 (default all; 20 for textllm)\n"
     "  --split S            test | valid (default test)\n"
     "  --keep-history       rank the user's history items too\n"
     "  --batch N            users per scorer call (default 64)\n"
@@ -69,6 +70,12 @@ const char help_eval[] =
     "            logits at the answer marker of [BOS | demonstrations | history ANS]\n"
     "  model-none, model-random, model-similar\n"
     "            the same with --demos fixed (for --compare)\n"
+    "  textllm   a GGUF text LLM (--model) prompted with item titles (--items;\n"
+    "            'item <id>' for items without text); a candidate's score is\n"
+    "            the summed log-likelihood of ' TITLE\\n' after the answer marker,\n"
+    "            the prompt's KV cache reused for every candidate. Full ranking\n"
+    "            runs every item per user (slow with a real LLM): the default\n"
+    "            for this method is 20 candidates\n"
     "\n"
     "model options:\n"
     "  --model FILE         GGUF written by lrgd train (same dataset file)\n"
@@ -81,6 +88,16 @@ const char help_eval[] =
     "  --engine             score through the inference engine one prompt at a\n"
     "                       time (slow; the default packs a batch of prompts)\n"
     "\n"
+    "textllm options:\n"
+    "  --model FILE         GGUF text LLM with its tokenizer (tokenizer.ggml.model\n"
+    "                       llama or gpt2)\n"
+    "  --text-hist N        most recent history items in the prompt (default 20)\n"
+    "  --text-title-bytes N cut titles to N bytes at a character boundary\n"
+    "                       (default 160; 0: no cut)\n"
+    "  --text-score S       sum | mean: summed log-likelihood of the candidate's\n"
+    "                       tokens, or its mean per token (default sum)\n"
+    "  --text-ctx N         context length (default: the model's)\n"
+    "\n"
     "MPI: built with -DLRGD_MPI=ON, 'mpirun -np N lrgd eval ...' shards the\n"
     "users across N ranks; every rank loads the data and fits the method\n"
     "itself, rank 0 gathers the per-user ranks and writes every output. The\n"
@@ -91,7 +108,8 @@ const char help_eval[] =
 enum {
     OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
     OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP,
-    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE, OPT_CKPT, OPT_SHARD
+    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE, OPT_CKPT, OPT_SHARD,
+    OPT_TEXT_HIST, OPT_TEXT_TITLE, OPT_TEXT_SCORE, OPT_TEXT_CTX
 };
 
 typedef struct eval_args {
@@ -107,6 +125,7 @@ typedef struct eval_args {
     lrgd_model_scorer_opts mopts; /* method model*: prompts */
     const char *ckpt;             /* --checkpoint DIR (NULL: none) */
     long long shard_size;         /* --shard-size (0: default) */
+    lrgd_textrec_opts topts;      /* method textllm: prompts and scores */
     /* Options of methods added later (e.g. "model": --model FILE, --demos,
      * --k) go here, with their getopt entries in cmd_eval. */
 } eval_args;
@@ -182,6 +201,28 @@ static void config_model(lrgd_json *j, const eval_args *a)
     lrgd_json_kstr(j, "scoring", a->mopts.engine ? "engine (lrgd_eval per prompt)" : "batched forward");
 }
 
+/* textllm: the model file and its tokenizer, owned by the scorer. */
+static lrgd_status make_textllm(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    (void)step; /* the scorer reads only the histories the evaluator passes */
+    if (!a->model) return lrgd_fail(LRGD_E_INVALID, "method textllm: --model FILE (a GGUF text LLM) is required");
+    lrgd_textrec *tr;
+    LRGD_TRY(lrgd_textrec_load(a->model, lrgd_split_dataset(sp), &a->topts, &tr));
+    lrgd_status st = lrgd_scorer_textllm(tr, 1, out);
+    if (st != LRGD_OK) lrgd_textrec_free(tr);
+    return st;
+}
+
+static void config_textllm(lrgd_json *j, const eval_args *a)
+{
+    lrgd_json_kstr(j, "model", a->model ? a->model : "");
+    lrgd_json_kint(j, "text_hist", a->topts.max_hist);
+    lrgd_json_kint(j, "title_bytes", a->topts.max_title_bytes);
+    lrgd_json_kstr(j, "score", a->topts.length_norm ? "mean log-likelihood per token" : "summed log-likelihood");
+    lrgd_json_kint(j, "n_ctx", a->topts.n_ctx);
+    lrgd_json_kstr(j, "items_without_text", "item <id>");
+}
+
 static const eval_method methods[] = {
     {"pop", make_pop, NULL},
     {"itemknn", make_itemknn, config_itemknn},
@@ -189,6 +230,7 @@ static const eval_method methods[] = {
     {"model-none", make_model_none, config_model},
     {"model-random", make_model_random, config_model},
     {"model-similar", make_model_similar, config_model},
+    {"textllm", make_textllm, config_textllm},
 };
 #define N_METHODS (int)(sizeof methods / sizeof methods[0])
 
@@ -323,7 +365,8 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
                                uint64_t *hash)
 {
     const lrgd_dataset *ds = lrgd_split_dataset(sp);
-    int model = !strncmp(a->method, "model", 5) || (a->compare && !strncmp(a->compare, "model", 5));
+    int model = !strncmp(a->method, "model", 5) || (a->compare && !strncmp(a->compare, "model", 5)) ||
+                !strcmp(a->method, "textllm") || (a->compare && !strcmp(a->compare, "textllm"));
     uint64_t h = LRGD_HASH_INIT, data_h = LRGD_HASH_INIT, model_h = 0;
     int n_users = lrgd_dataset_n_users(ds), n_items = lrgd_dataset_n_items(ds);
     data_h = lrgd_hash64(data_h, &n_users, sizeof n_users);
@@ -349,6 +392,9 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
         fprintf(f, "model %s\nmodel_hash %016llx\nmodel_opts %d %d %d %d %d\n", a->model ? a->model : "-",
                 (unsigned long long)model_h, (int)a->mopts.demos, a->mopts.k, a->mopts.max_hist, a->mopts.demo_hist,
                 a->mopts.engine);
+    if (model)
+        fprintf(f, "textllm %d %d %d %d\n", a->topts.max_hist, a->topts.max_title_bytes, a->topts.length_norm,
+                a->topts.n_ctx);
     if (fclose(f) != 0 || !t) { free(t); return lrgd_fail(LRGD_E_NOMEM, "out of memory"); }
     /* The hash leaves out the paths: the same bytes elsewhere resume. */
     h = lrgd_hash64(h, &data_h, sizeof data_h);
@@ -702,12 +748,15 @@ int cmd_eval(int argc, char **argv)
         {"k", required_argument, 0, OPT_K}, {"max-hist", required_argument, 0, OPT_MAX_HIST},
         {"demo-hist", required_argument, 0, OPT_DEMO_HIST}, {"engine", no_argument, 0, OPT_ENGINE},
         {"checkpoint", required_argument, 0, OPT_CKPT}, {"shard-size", required_argument, 0, OPT_SHARD},
+        {"text-hist", required_argument, 0, OPT_TEXT_HIST}, {"text-title-bytes", required_argument, 0, OPT_TEXT_TITLE},
+        {"text-score", required_argument, 0, OPT_TEXT_SCORE}, {"text-ctx", required_argument, 0, OPT_TEXT_CTX},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     eval_args a;
     memset(&a, 0, sizeof a);
     cli_common_init(&a.com);
     lrgd_itemknn_opts_init(&a.knn);
     lrgd_model_scorer_opts_init(&a.mopts);
+    lrgd_textrec_opts_init(&a.topts);
     a.step = LRGD_STEP_TEST;
     a.batch = 64;
     a.format = LRGD_DATA_AUTO;
@@ -798,6 +847,23 @@ int cmd_eval(int argc, char **argv)
             if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &v)) return CLI_USAGE;
             a.shard_size = v;
             break;
+        case OPT_TEXT_HIST:
+            if (cli_int(CMD, "text-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
+            a.topts.max_hist = (int)v;
+            break;
+        case OPT_TEXT_TITLE:
+            if (cli_int(CMD, "text-title-bytes", optarg, 0, 1 << 20, &v)) return CLI_USAGE;
+            a.topts.max_title_bytes = (int)v;
+            break;
+        case OPT_TEXT_SCORE:
+            if (!strcmp(optarg, "sum")) a.topts.length_norm = 0;
+            else if (!strcmp(optarg, "mean")) a.topts.length_norm = 1;
+            else return cli_usage(CMD, "--text-score: expected sum or mean, got '%s'", optarg);
+            break;
+        case OPT_TEXT_CTX:
+            if (cli_int(CMD, "text-ctx", optarg, 16, 1 << 24, &v)) return CLI_USAGE;
+            a.topts.n_ctx = (int)v;
+            break;
         case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
         case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
@@ -811,6 +877,11 @@ int cmd_eval(int argc, char **argv)
     if (a.compare) {
         m2 = find_method(a.compare);
         if (!m2) return cli_usage(CMD, "--compare: unknown method '%s'", a.compare);
+    }
+    /* A text LLM scores every candidate with its own forward passes: sampled candidates by default. */
+    if (!a.candidates && (m1->make == make_textllm || (m2 && m2->make == make_textllm))) {
+        a.candidates = "20";
+        a.n_neg = 19;
     }
     if (a.shard_size && a.shard_size % a.batch)
         return cli_usage(CMD, "--shard-size %lld: expected a multiple of --batch (%d), so that every scorer call "
