@@ -4,7 +4,9 @@
 # Closing line: "N passed, N failed" over both runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
+# OpenMPI too, so that tests/cli_mpi.sh runs mpirun -np 2 (LRGD_WITH_MPI=0: not
+# installed; cli_mpi.sh then skips where mpirun is missing).
+LRGD_WITH_MPI=${LRGD_WITH_MPI:-1} scripts/deps.sh || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 jobs=$(nproc)
 passed=0; failed=0
 run_suite() { # name, build dir, cmake flags...
