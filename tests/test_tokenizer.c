@@ -91,8 +91,8 @@ static lrgd_tokenizer *hand_spm(int add_space_prefix)
     for (int i = 0; i < S_N; i++) scores[i] = 0;
     static const struct { int id; const char *p; float s; } normal[] = {
         {S_SP, "\xe2\x96\x81", -10}, {S_A, "a", -11}, {S_B, "b", -12}, {S_C, "c", -13}, {S_AB, "ab", -1},
-        {S_BC, "bc", -2}, {S_ABC, "abc", -3}, {S_SPA, "\xe2\x96\x81" "a", -4}, {S_SPABC, "\xe2\x96\x81" "abc", -0.5f},
-        {S_CC, "cc", -1}, {S_SPB, "\xe2\x96\x81" "b", -6}, {S_CA, "ca", -1},
+        {S_BC, "bc", -2}, {S_ABC, "abc", -3}, {S_SPA, "\342\226\201a", -4}, {S_SPABC, "\342\226\201abc", -0.5f},
+        {S_CC, "cc", -1}, {S_SPB, "\342\226\201b", -6}, {S_CA, "ca", -1},
     };
     for (size_t i = 0; i < sizeof normal / sizeof normal[0]; i++) {
         pieces[normal[i].id] = normal[i].p;
@@ -179,12 +179,12 @@ enum { B_A, B_B, B_C, B_G, B_AB, B_GA, B_GAB, B_BC, B_BANG, B_NL, B_EOS, B_N };
 
 static lrgd_tokenizer *hand_bpe(const char *pre)
 {
-    const char *pieces[B_N] = {"a", "b", "c", "\xc4\xa0" /* Ġ: space */, "ab", "\xc4\xa0" "a", "\xc4\xa0" "ab", "bc", "!",
+    const char *pieces[B_N] = {"a", "b", "c", "\xc4\xa0" /* Ġ: space */, "ab", "\304\240a", "\304\240ab", "bc", "!",
                                "\xc4\x8a" /* Ċ: newline */, "<|eos|>"};
     int32_t types[B_N];
     for (int i = 0; i < B_N; i++) types[i] = LRGD_TOK_NORMAL;
     types[B_EOS] = LRGD_TOK_CONTROL;
-    const char *merges[] = {"b c", "a b", "\xc4\xa0 a", "\xc4\xa0" "a b", "\xc4\xa0 ab", "c c", "a b" /* duplicate: rank 1 wins */};
+    const char *merges[] = {"b c", "a b", "\xc4\xa0 a", "\304\240a b", "\xc4\xa0 ab", "c c", "a b" /* duplicate: rank 1 wins */};
     lrgd_tokenizer_spec spec;
     memset(&spec, 0, sizeof spec);
     spec.vocab = (lrgd_gguf_vocab){"gpt2", B_N, pieces, NULL, types, -1, B_EOS, -1, -1, -1, -1, -1, 1, -1};
@@ -309,6 +309,24 @@ static void check_learned(const lrgd_tokenizer *t, const char *name)
     if (bpe) CHECK_MSG(back && strstr(back, "ok \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd"), "%s: U+FFFD", name);
     free(ids);
     free(back);
+    /* random bytes (seeded), with every flag combination: never a crash, ids always inside the
+     * vocabulary, and detokenize takes them back */
+    lrgd_rng rng;
+    lrgd_rng_seed(&rng, 99, 0);
+    static const char pool[] = " \t\naZ09'.-<>[]\xc3\xa9\xe2\x96\x81\xf0\x9f\x98\x80\xff\x80";
+    for (int r = 0; r < 400; r++) {
+        char s[64];
+        size_t len = lrgd_rng_below(&rng, sizeof s);
+        for (size_t k = 0; k < len; k++)
+            s[k] = r % 2 ? (char)lrgd_rng_below(&rng, 256) : pool[lrgd_rng_below(&rng, sizeof pool - 1)];
+        CHECK_OK(lrgd_tokenize(t, s, len, (unsigned)(r % 8), &ids, &n));
+        int ok = 1;
+        for (int i = 0; i < n; i++) ok &= ids[i] >= 0 && ids[i] < lrgd_tokenizer_n_vocab(t);
+        CHECK_MSG(ok, "%s: random string %d: id outside the vocabulary", name, r);
+        CHECK_OK(lrgd_detokenize(t, ids, n, LRGD_DETOKENIZE_SPECIAL, &back, &bl));
+        free(back);
+        free(ids);
+    }
     /* a long text: tokens are far fewer than bytes (the merges do their work) */
     const char *title = "Maybelline New York Eye Studio Lasting Drama Gel Eyeliner, Blackest Black, 0.106 Ounce ";
     char *big = malloc(200 * strlen(title) + 1);
