@@ -12,7 +12,7 @@
 # Needs mpirun and mpicc (OpenMPI: LRGD_WITH_MPI=1 scripts/deps.sh); exits
 # 77 (skipped) without them. If this build was not configured with
 # -DLRGD_MPI=ON, it builds lrgd and test_dist with MPI in $LRGD_BUILD/mpi
-# (same compiler, build type and sanitizer).
+# (same compiler, flags, build type and sanitizer).
 set -u
 BIN=${LRGD_BIN:?}
 BUILD=${LRGD_BUILD:?}
@@ -39,7 +39,8 @@ else
     MB=$BUILD/mpi
     if ! cmake -S "$SRC" -B "$MB" -DLRGD_MPI=ON -DCMAKE_BUILD_TYPE="$(cache CMAKE_BUILD_TYPE)" \
             -DCMAKE_C_COMPILER="$(cache CMAKE_C_COMPILER)" -DLRGD_SANITIZE="$(cache LRGD_SANITIZE)" \
-            -DLRGD_NATIVE="$(cache LRGD_NATIVE)" -DLRGD_SHARED_DIR="$SHARED" >"$T/cfg.log" 2>&1 ||
+            -DLRGD_NATIVE="$(cache LRGD_NATIVE)" -DCMAKE_C_FLAGS="$(cache CMAKE_C_FLAGS)" \
+            -DLRGD_SHARED_DIR="$SHARED" >"$T/cfg.log" 2>&1 ||
        ! cmake --build "$MB" --target lrgd test_dist -j"$(nproc)" >"$T/build.log" 2>&1; then
         cat "$T/cfg.log" "$T/build.log" | tail -30
         echo "FAIL: could not build lrgd with -DLRGD_MPI=ON"
