@@ -4,7 +4,10 @@
  * a full recomputation from scratch and a token-by-token computation, do not
  * depend on the order or grouping of candidates, and rank exactly as the
  * evaluator ranks them through the scorer interface; context overflow,
- * demonstrations and bad input. */
+ * demonstrations and bad input; and the LRGD dual model (lrgd/dual.h) runs
+ * unchanged on a text prompt with demonstrations (E1/E2/E4 and the stacked
+ * logits), for softmax and linear attention. */
+#include "lrgd/dual.h"
 #include "lrgd/textrec.h"
 #include "test.h"
 #include "text_fixtures.h"
@@ -345,6 +348,50 @@ static void test_context(const lrgd_model *m, const lrgd_tokenizer *tok, const l
     CHECK(lrgd_textrec_new(m, tok, ds, &o, &tr) == LRGD_E_INVALID && tr == NULL);
 }
 
+/* The dual model of every head on a text prompt [BOS | D_1 D_2 | Q]. */
+static void test_dual(lrgd_textrec *tr)
+{
+    const lrgd_model *m = lrgd_textrec_model(tr);
+    int32_t h1[] = {1, 2, 3}, h2[] = {36, 5}, q[] = {7, 8, 9};
+    lrgd_demo d[2] = {{h1, 3, 4}, {h2, 2, 37}};
+    lrgd_prompt *p = NULL;
+    CHECK_OK(lrgd_textrec_prompt(tr, d, 2, q, 3, &p));
+    if (!p) return;
+    lrgd_dual_opts o;
+    memset(&o, 0, sizeof o);
+    o.flags = LRGD_DUAL_GD | LRGD_DUAL_MATRICES | LRGD_DUAL_ALL_POSITIONS;
+    lrgd_dual *dual = NULL;
+    CHECK_OK(lrgd_dual_run(m, p, &o, &dual));
+    if (dual) {
+        const lrgd_config *c = lrgd_model_config(m);
+        CHECK(lrgd_dual_n_demos(dual) == 2 && lrgd_dual_ans_pos(dual) == p->ans_pos);
+        double worst = 0, e4 = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            for (int h = 0; h < c->n_heads; h++) {
+                const lrgd_dual_head *H = lrgd_dual_head_at(dual, l, h);
+                worst = fmax(worst, c->attn == LRGD_ATTN_LINEAR ? H->e1_pos_scaled : H->e2_pos_scaled);
+                e4 = fmax(e4, H->e4);
+                if (c->attn == LRGD_ATTN_SOFTMAX) CHECK(H->lambda > 0 && H->lambda < 1);
+            }
+        CHECK_MSG(worst <= 1e-5, "%s attention: dual vs forward (scaled) %.3g", c->attn == LRGD_ATTN_LINEAR ? "linear" : "softmax", worst);
+        CHECK_MSG(e4 <= 1e-9, "E4 %.3g", e4);
+        float *lg = malloc((size_t)c->vocab_size * sizeof *lg);
+        CHECK_OK(lrgd_dual_stack_logits(m, dual, lg));
+        const float *fwd = lrgd_dual_logits(dual);
+        double md = 0, ms = 0;
+        for (int v = 0; v < c->vocab_size; v++) {
+            md = fmax(md, fabs((double)lg[v] - fwd[v]));
+            ms = fmax(ms, fabs((double)fwd[v]));
+        }
+        CHECK_MSG(md <= 1e-4 * (1 + ms), "stacked logits differ by %.3g (scale %.3g)", md, ms);
+        printf("dual on a text prompt (%s, %d tokens, 2 demonstrations): max scaled error %.2g, E4 %.2g, "
+               "stacked logits %.2g\n", c->attn == LRGD_ATTN_LINEAR ? "linear" : "softmax", p->n_tokens, worst, e4, md);
+        free(lg);
+    }
+    lrgd_dual_free(dual);
+    lrgd_prompt_free(p);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/lrgd_test_textrec_XXXXXX");
@@ -376,8 +423,19 @@ int main(void)
         test_evaluator(tr, ds);
         test_demos(tr);
         test_context(lrgd_textrec_model(tr), lrgd_textrec_tokenizer(tr), ds);
+        test_dual(tr);
         lrgd_textrec_free(tr);
     }
+    /* the same vocabulary in a linear-attention model */
+    char lin_path[128];
+    snprintf(lin_path, sizeof lin_path, "%s/linear.gguf", g_dir);
+    c.attn = LRGD_ATTN_LINEAR;
+    CHECK_OK(tf_write_text_model(&bpe.spec, &c, 13, lin_path));
+    lrgd_textrec *tl = NULL;
+    if (ds) CHECK_OK(lrgd_textrec_load(lin_path, ds, NULL, &tl));
+    if (tl) test_dual(tl);
+    lrgd_textrec_free(tl);
+    remove(lin_path);
     lrgd_dataset_free(ds);
     tf_vocab_free(&bpe);
     tf_vocab_free(&spm);
