@@ -367,7 +367,7 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
     const lrgd_dataset *ds = lrgd_split_dataset(sp);
     int model = !strncmp(a->method, "model", 5) || (a->compare && !strncmp(a->compare, "model", 5)) ||
                 !strcmp(a->method, "textllm") || (a->compare && !strcmp(a->compare, "textllm"));
-    uint64_t h = LRGD_HASH_INIT, data_h = LRGD_HASH_INIT, model_h = 0;
+    uint64_t h = LRGD_HASH_INIT, data_h = LRGD_HASH_INIT, model_h = 0, items_h = 0;
     int n_users = lrgd_dataset_n_users(ds), n_items = lrgd_dataset_n_items(ds);
     data_h = lrgd_hash64(data_h, &n_users, sizeof n_users);
     data_h = lrgd_hash64(data_h, &n_items, sizeof n_items);
@@ -376,6 +376,10 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
     if (model && a->model) {
         model_h = LRGD_HASH_INIT;
         LRGD_TRY(lrgd_hash_file(&model_h, a->model));
+    }
+    if (a->items) { /* item titles: textllm's prompts */
+        items_h = LRGD_HASH_INIT;
+        LRGD_TRY(lrgd_hash_file(&items_h, a->items));
     }
     char *t = NULL;
     size_t tn = 0;
@@ -388,6 +392,7 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
             a->n_neg, a->step, a->keep_history, a->batch, (long long)shard_size, (unsigned long long)a->com.seed);
     fprintf(f, "knn %d %d %.17g %.17g %.17g\n", a->knn.top_k, a->knn.window, a->knn.decay, a->knn.shrink,
             a->knn.pop_weight);
+    if (a->items) fprintf(f, "items %s\nitems_hash %016llx\n", a->items, (unsigned long long)items_h);
     if (model)
         fprintf(f, "model %s\nmodel_hash %016llx\nmodel_opts %d %d %d %d %d\n", a->model ? a->model : "-",
                 (unsigned long long)model_h, (int)a->mopts.demos, a->mopts.k, a->mopts.max_hist, a->mopts.demo_hist,
@@ -399,10 +404,12 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
     /* The hash leaves out the paths: the same bytes elsewhere resume. */
     h = lrgd_hash64(h, &data_h, sizeof data_h);
     h = lrgd_hash64(h, &model_h, sizeof model_h);
+    h = lrgd_hash64(h, &items_h, sizeof items_h);
     for (const char *line = t; *line;) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strncmp(line, "data ", 5) != 0 && strncmp(line, "model ", 6) != 0) h = lrgd_hash64(h, line, len);
+        if (strncmp(line, "data ", 5) && strncmp(line, "model ", 6) && strncmp(line, "items ", 6))
+            h = lrgd_hash64(h, line, len);
         line += len;
     }
     *text = t;
