@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # lrgd eval --method textllm end to end on tiny random text models (a byte-level BPE and a
 # SentencePiece vocabulary learned on Beauty titles, written by test_tokenizer --make-models):
-# 20 sampled candidates by default, the JSON records the method's configuration, runs are
-# reproducible, full ranking and --compare work, and bad usage exits 2 with a one-line reason.
+# 20 sampled candidates and similar demonstrations by default, the JSON records the method's
+# configuration, runs are reproducible and thread-independent, demonstrations change ranks,
+# full ranking and --compare work, and bad usage exits 2 with a one-line reason.
 set -u
 BIN=${LRGD_BIN:?}
 : "${LRGD_BUILD:?LRGD_BUILD is not set}"
@@ -37,7 +38,7 @@ run --model "$T/bpe-gpt2.gguf" --out "$T/a.json" --ranks-csv "$T/a.csv" >"$T/tab
 tr -d ' \n' <"$T/a.json" >"$T/flat"
 grep -q '"n_negatives":19' "$T/flat" || fail "default candidates are not target + 19"
 grep -q '"method":"textllm"' "$T/flat" || fail "json lacks the method"
-grep -q '"textllm":{"model":"[^"]*bpe-gpt2.gguf","text_hist":20,"title_bytes":160,"score":"summedlog-likelihood"' "$T/flat" ||
+grep -q '"textllm":{"model":"[^"]*bpe-gpt2.gguf","demos_option":"similar","k":3,"demo_hist":20,"text_hist":20,"title_bytes":160,"score":"summedlog-likelihood"' "$T/flat" ||
     fail "json lacks the textllm configuration: $(grep -o '"textllm":{[^}]*}' "$T/flat")"
 grep -q '"users_evaluated":30' "$T/flat" || fail "json: users_evaluated is not 30"
 grep -q 'candidates: target + 19 negatives' "$T/table" || fail "table lacks the candidates line"
@@ -46,14 +47,18 @@ awk -F, 'NR > 1 && ($3 != 20 || $4 < 1 || $4 > 20) { bad = 1 } END { exit bad }'
 run --model "$T/bpe-gpt2.gguf" --ranks-csv "$T/b.csv" --threads 1 >/dev/null 2>&1 || fail "second run"
 cmp -s "$T/a.csv" "$T/b.csv" || fail "ranks differ between runs (2 threads vs 1)"
 # mean scores, the SentencePiece model, a short history, full ranking, a paired comparison
-run --model "$T/spm.gguf" --text-score mean --text-hist 3 --candidates 10 --json >"$T/spm.json" 2>"$T/err" ||
+run --model "$T/spm.gguf" --demos none --text-score mean --text-hist 3 --candidates 10 --json >"$T/spm.json" 2>"$T/err" ||
     fail "spm: $(cat "$T/err")"
-tr -d ' \n' <"$T/spm.json" | grep -q '"text_hist":3,"title_bytes":160,"score":"meanlog-likelihoodpertoken"' ||
+tr -d ' \n' <"$T/spm.json" | grep -q '"demos_option":"none","k":3,"demo_hist":20,"text_hist":3,"title_bytes":160,"score":"meanlog-likelihoodpertoken"' ||
     fail "spm json config"
-run --model "$T/bpe-llama3.gguf" --candidates all --text-hist 2 --ranks-csv "$T/full.csv" >/dev/null 2>"$T/err" || fail "full ranking: $(cat "$T/err")"
+run --model "$T/bpe-llama3.gguf" --demos none --candidates all --text-hist 2 --ranks-csv "$T/full.csv" >/dev/null 2>"$T/err" || fail "full ranking: $(cat "$T/err")"
 awk -F, 'NR > 1 && ($3 < 25 || $4 > $3) { bad = 1 } END { exit bad }' "$T/full.csv" || fail "full ranking ranked too few items"
 run --model "$T/bpe-default.gguf" --compare pop --out "$T/c.json" >/dev/null 2>"$T/err" || fail "compare: $(cat "$T/err")"
 tr -d ' \n' <"$T/c.json" | grep -q '"comparison":{"a":"textllm","b":"pop"' || fail "comparison missing"
+# demonstrations matter: similar (k 2, short) against zero-shot, paired over the same users
+"$BIN" eval --data "$T/d.txt" --items "$T/items.tsv" --method textllm-similar --compare textllm-none --k 2 --demo-hist 3 \
+    --text-hist 4 --model "$T/bpe-gpt2.gguf" --quiet --ranks-csv "$T/icl.csv" >/dev/null 2>"$T/err" || fail "icl compare: $(cat "$T/err")"
+awk -F, 'NR > 1 && $4 != $5 { d++ } END { exit !(d > 0) }' "$T/icl.csv" || fail "similar demonstrations changed no rank: $(head -5 "$T/icl.csv")"
 
 # bad usage: exit 2 with a reason
 expect 2 "--model FILE (a GGUF text LLM) is required" -- eval --data "$T/d.txt" --method textllm

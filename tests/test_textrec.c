@@ -11,6 +11,7 @@
 #include "lrgd/textrec.h"
 #include "test.h"
 #include "text_fixtures.h"
+#include "train/train_impl.h"
 
 #include <unistd.h>
 
@@ -217,7 +218,7 @@ static void test_evaluator(lrgd_textrec *tr, const lrgd_dataset *ds)
     CHECK_OK(lrgd_split_loo(ds, &sp));
     if (!sp) return;
     lrgd_scorer sc;
-    CHECK_OK(lrgd_scorer_textllm(tr, 0, &sc));
+    CHECK_OK(lrgd_scorer_textllm(tr, 0, NULL, &sc));
     CHECK(!strcmp(sc.name, "textllm") && sc.n_items == N_ITEMS && sc.score_cands && sc.score_batch);
     for (int mode = 0; mode < 2; mode++) {
         lrgd_eval_opts eo;
@@ -260,6 +261,75 @@ static void test_evaluator(lrgd_textrec *tr, const lrgd_dataset *ds)
         lrgd_eval_result_free(res);
     }
     lrgd_scorer_release(&sc);
+    lrgd_split_free(sp);
+}
+
+/* The scorer with similar demonstrations scores exactly what a prompt built
+ * by hand from the same demonstrations scores; demonstrations change scores. */
+static void test_icl_scorer(lrgd_textrec *tr, const lrgd_dataset *ds)
+{
+    lrgd_split *sp = NULL;
+    CHECK_OK(lrgd_split_loo(ds, &sp));
+    if (!sp) return;
+    lrgd_textrec_icl icl;
+    lrgd_textrec_icl_init(&icl);
+    icl.sp = sp;
+    icl.step = LRGD_STEP_TEST;
+    icl.mode = LRGD_DEMOS_SIMILAR;
+    icl.k = 2;
+    icl.demo_hist = 3;
+    lrgd_scorer sc, zs;
+    CHECK_OK(lrgd_scorer_textllm(tr, 0, &icl, &sc));
+    CHECK_OK(lrgd_scorer_textllm(tr, 0, NULL, &zs));
+    lrgd_demo_index *ix = NULL;
+    CHECK_OK(lrgd_demo_index_new(sp, LRGD_STEP_TEST, 3, &ix));
+    int checked = 0, differ = 0;
+    for (int i = 0; i < 6 && ix && sc.ctx && zs.ctx; i++) {
+        int32_t u = lrgd_split_users(sp)[i];
+        const int32_t *h;
+        int hl;
+        lrgd_split_history(sp, LRGD_STEP_TEST, u, &h, &hl);
+        int32_t cand[6] = {0, 7, 35, 12, 3, 39}, du[2];
+        int nd = 0;
+        CHECK_OK(tm_prompt_demos(ix, LRGD_DEMOS_SIMILAR, 2, 42, u, h, hl, du, &nd));
+        lrgd_demo dm[2];
+        for (int d = 0; d < nd; d++) CHECK_OK(lrgd_demo_index_demo(ix, du[d], &dm[d], NULL));
+        lrgd_prompt *p = NULL;
+        char *text = NULL, *back = NULL;
+        size_t bl;
+        CHECK_OK(lrgd_textrec_prompt(tr, dm, nd, h, hl, &p));
+        CHECK_OK(lrgd_textrec_prompt_text(tr, dm, nd, h, hl, &text));
+        if (p) CHECK_OK(lrgd_detokenize(lrgd_textrec_tokenizer(tr), p->tokens, p->n_tokens, 0, &back, &bl));
+        if (p && back && text && !strcmp(back, text) && nd > 0) { /* the whole prompt fits: the scorer uses it too */
+            double want[6];
+            float got[6], zero[6];
+            const int32_t *cl = cand;
+            const int nc = 6;
+            float *o1 = got, *o0 = zero;
+            CHECK_OK(lrgd_textrec_score(tr, p, cand, 6, want));
+            CHECK_OK(sc.score_cands(sc.ctx, 1, &u, &h, &hl, &cl, &nc, &o1));
+            CHECK_OK(zs.score_cands(zs.ctx, 1, &u, &h, &hl, &cl, &nc, &o0));
+            for (int c = 0; c < 6; c++) {
+                CHECK_MSG(got[c] == (float)want[c], "user %d item %d: scorer %.9g, by hand %.9g", u, cand[c], got[c], want[c]);
+                differ += got[c] != zero[c];
+            }
+            checked++;
+        }
+        free(text);
+        free(back);
+        lrgd_prompt_free(p);
+    }
+    CHECK_MSG(checked >= 3 && differ > 0, "ICL scorer: %d users checked, %d scores changed by demonstrations", checked, differ);
+    /* bad settings */
+    lrgd_scorer bad;
+    icl.k = 0;
+    CHECK(lrgd_scorer_textllm(tr, 0, &icl, &bad) == LRGD_E_INVALID);
+    icl.k = 2;
+    icl.sp = NULL;
+    CHECK(lrgd_scorer_textllm(tr, 0, &icl, &bad) == LRGD_E_INVALID);
+    lrgd_demo_index_free(ix);
+    lrgd_scorer_release(&sc);
+    lrgd_scorer_release(&zs);
     lrgd_split_free(sp);
 }
 
@@ -421,6 +491,7 @@ int main(void)
         test_template(tr, ds, &titles);
         test_scores(tr, lrgd_textrec_model(tr), ds);
         test_evaluator(tr, ds);
+        test_icl_scorer(tr, ds);
         test_demos(tr);
         test_context(lrgd_textrec_model(tr), lrgd_textrec_tokenizer(tr), ds);
         test_dual(tr);

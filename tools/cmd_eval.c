@@ -71,11 +71,14 @@ const char help_eval[] =
     "  model-none, model-random, model-similar\n"
     "            the same with --demos fixed (for --compare)\n"
     "  textllm   a GGUF text LLM (--model) prompted with item titles (--items;\n"
-    "            'item <id>' for items without text); a candidate's score is\n"
+    "            'item <id>' for items without text) after --demos\n"
+    "            demonstrations chosen as for model; a candidate's score is\n"
     "            the summed log-likelihood of ' TITLE\\n' after the answer marker,\n"
     "            the prompt's KV cache reused for every candidate. Full ranking\n"
     "            runs every item per user (slow with a real LLM): the default\n"
     "            for this method is 20 candidates\n"
+    "  textllm-none, textllm-random, textllm-similar\n"
+    "            the same with --demos fixed (for --compare)\n"
     "\n"
     "model options:\n"
     "  --model FILE         GGUF written by lrgd train (same dataset file)\n"
@@ -88,7 +91,7 @@ const char help_eval[] =
     "  --engine             score through the inference engine one prompt at a\n"
     "                       time (slow; the default packs a batch of prompts)\n"
     "\n"
-    "textllm options:\n"
+    "textllm options (and --demos, --k, --demo-hist as above):\n"
     "  --model FILE         GGUF text LLM with its tokenizer (tokenizer.ggml.model\n"
     "                       llama or gpt2)\n"
     "  --text-hist N        most recent history items in the prompt (default 20)\n"
@@ -201,21 +204,50 @@ static void config_model(lrgd_json *j, const eval_args *a)
     lrgd_json_kstr(j, "scoring", a->mopts.engine ? "engine (lrgd_eval per prompt)" : "batched forward");
 }
 
-/* textllm: the model file and its tokenizer, owned by the scorer. */
-static lrgd_status make_textllm(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+/* textllm: the model file and its tokenizer, owned by the scorer; the
+ * demonstrations are chosen as for the model methods (--demos, --k,
+ * --demo-hist) from what the split allows at step. */
+static lrgd_status make_textllm_mode(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                                     lrgd_scorer *out)
 {
-    (void)step; /* the scorer reads only the histories the evaluator passes */
     if (!a->model) return lrgd_fail(LRGD_E_INVALID, "method textllm: --model FILE (a GGUF text LLM) is required");
+    lrgd_textrec_icl icl;
+    lrgd_textrec_icl_init(&icl);
+    icl.sp = sp;
+    icl.step = step;
+    icl.mode = a->mopts.k > 0 ? mode : LRGD_DEMOS_NONE;
+    icl.k = a->mopts.k > 0 ? a->mopts.k : 1;
+    icl.demo_hist = a->mopts.demo_hist;
+    icl.seed = a->com.seed;
     lrgd_textrec *tr;
     LRGD_TRY(lrgd_textrec_load(a->model, lrgd_split_dataset(sp), &a->topts, &tr));
-    lrgd_status st = lrgd_scorer_textllm(tr, 1, out);
+    lrgd_status st = lrgd_scorer_textllm(tr, 1, &icl, out);
     if (st != LRGD_OK) lrgd_textrec_free(tr);
     return st;
+}
+static lrgd_status make_textllm(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_textllm_mode(a, sp, step, a->mopts.demos, out);
+}
+static lrgd_status make_textllm_none(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_textllm_mode(a, sp, step, LRGD_DEMOS_NONE, out);
+}
+static lrgd_status make_textllm_random(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_textllm_mode(a, sp, step, LRGD_DEMOS_RANDOM, out);
+}
+static lrgd_status make_textllm_similar(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+{
+    return make_textllm_mode(a, sp, step, LRGD_DEMOS_SIMILAR, out);
 }
 
 static void config_textllm(lrgd_json *j, const eval_args *a)
 {
     lrgd_json_kstr(j, "model", a->model ? a->model : "");
+    lrgd_json_kstr(j, "demos_option", lrgd_demo_mode_name(a->mopts.demos));
+    lrgd_json_kint(j, "k", a->mopts.k);
+    lrgd_json_kint(j, "demo_hist", a->mopts.demo_hist);
     lrgd_json_kint(j, "text_hist", a->topts.max_hist);
     lrgd_json_kint(j, "title_bytes", a->topts.max_title_bytes);
     lrgd_json_kstr(j, "score", a->topts.length_norm ? "mean log-likelihood per token" : "summed log-likelihood");
@@ -231,6 +263,9 @@ static const eval_method methods[] = {
     {"model-random", make_model_random, config_model},
     {"model-similar", make_model_similar, config_model},
     {"textllm", make_textllm, config_textllm},
+    {"textllm-none", make_textllm_none, config_textllm},
+    {"textllm-random", make_textllm_random, config_textllm},
+    {"textllm-similar", make_textllm_similar, config_textllm},
 };
 #define N_METHODS (int)(sizeof methods / sizeof methods[0])
 
@@ -366,7 +401,7 @@ static lrgd_status eval_config(const eval_args *a, const lrgd_split *sp, int64_t
 {
     const lrgd_dataset *ds = lrgd_split_dataset(sp);
     int model = !strncmp(a->method, "model", 5) || (a->compare && !strncmp(a->compare, "model", 5)) ||
-                !strcmp(a->method, "textllm") || (a->compare && !strcmp(a->compare, "textllm"));
+                !strncmp(a->method, "textllm", 7) || (a->compare && !strncmp(a->compare, "textllm", 7));
     uint64_t h = LRGD_HASH_INIT, data_h = LRGD_HASH_INIT, model_h = 0, items_h = 0;
     int n_users = lrgd_dataset_n_users(ds), n_items = lrgd_dataset_n_items(ds);
     data_h = lrgd_hash64(data_h, &n_users, sizeof n_users);
@@ -886,7 +921,7 @@ int cmd_eval(int argc, char **argv)
         if (!m2) return cli_usage(CMD, "--compare: unknown method '%s'", a.compare);
     }
     /* A text LLM scores every candidate with its own forward passes: sampled candidates by default. */
-    if (!a.candidates && (m1->make == make_textllm || (m2 && m2->make == make_textllm))) {
+    if (!a.candidates && (!strncmp(m1->name, "textllm", 7) || (m2 && !strncmp(m2->name, "textllm", 7)))) {
         a.candidates = "20";
         a.n_neg = 19;
     }

@@ -25,6 +25,11 @@
  * cache is truncated back to the prompt (lrgd_state_truncate), so a user's k
  * candidates cost one prompt plus the candidates' own tokens.
  *
+ * Demonstrations (lrgd_textrec_icl) are chosen as the embedded model's
+ * scorer chooses them, so text and item-token models can be compared on the
+ * same prompts' contents. The segments are those of lrgd/prompt.h, so the
+ * dual model (lrgd/dual.h) runs on these prompts unchanged.
+ *
  * Cost: full ranking scores every item for every user: tens of thousands of
  * forward passes per user with a real LLM. It works, but sampled candidates
  * (target + 19, lrgd eval's default for this method) are the usual setting.
@@ -40,6 +45,7 @@
 #include "lrgd/eval.h"
 #include "lrgd/prompt.h"
 #include "lrgd/tokenizer.h"
+#include "lrgd/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,9 +97,29 @@ lrgd_status lrgd_textrec_score(lrgd_textrec *tr, const lrgd_prompt *p, const int
 /* Tokens run through the model so far (prompts + candidates), for reports. */
 int64_t lrgd_textrec_tokens_evaluated(const lrgd_textrec *tr);
 
-/* An evaluator scorer (lrgd/eval.h) that scores each user from a zero-shot
- * prompt of their history. own != 0: the scorer frees tr when released. */
-lrgd_status lrgd_scorer_textllm(lrgd_textrec *tr, int own, lrgd_scorer *out);
+/* In-context demonstrations for the scorer, chosen exactly as the embedded
+ * model's scorer chooses them (lrgd/train.h): the pool is every user's
+ * lrgd_split_train_items at step; "random" draws k pool users seeded by the
+ * query user, "similar" takes the k most similar (cosine of item sets), the
+ * most similar next to the query. A demonstration shows its user's training
+ * items but the last (the most recent demo_hist) and the last as the answer.
+ * When a prompt does not fit, the least similar demonstrations are left out
+ * first; with none left the query's oldest items go. */
+typedef struct lrgd_textrec_icl {
+    const lrgd_split *sp; /* the split of the textrec's dataset (borrowed) */
+    int step;             /* LRGD_STEP_TEST or LRGD_STEP_VALID: what the pool may hold */
+    lrgd_demo_mode mode;  /* LRGD_DEMOS_NONE: zero-shot */
+    int k;                /* demonstrations per prompt, 1..256 (default 3) */
+    int demo_hist;        /* default 20 */
+    uint64_t seed;        /* default 42 */
+} lrgd_textrec_icl;
+/* zero-shot, k 3, demo_hist 20, seed 42 */
+void lrgd_textrec_icl_init(lrgd_textrec_icl *icl);
+
+/* An evaluator scorer (lrgd/eval.h): each user's prompt is their history,
+ * after demonstrations when icl asks for them (icl NULL: zero-shot). own !=
+ * 0: the scorer frees tr when released. */
+lrgd_status lrgd_scorer_textllm(lrgd_textrec *tr, int own, const lrgd_textrec_icl *icl, lrgd_scorer *out);
 
 #ifdef __cplusplus
 }

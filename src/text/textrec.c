@@ -3,6 +3,7 @@
 #include "lrgd/textrec.h"
 #include "model/model_impl.h"
 #include "text/text_impl.h"
+#include "train/train_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -292,17 +293,20 @@ lrgd_status lrgd_textrec_prompt_text(const lrgd_textrec *tr, const lrgd_demo *de
     return *text ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
 }
 
-lrgd_status lrgd_textrec_prompt(const lrgd_textrec *tr, const lrgd_demo *demos, int n_demos, const int32_t *hist,
-                                int n_hist, lrgd_prompt **out)
+/* Build the token prompt. shrink: drop the query's oldest items until prompt
+ * + longest candidate fit (at least one stays), else fail; without shrink a
+ * prompt that does not fit sets *too_long and returns LRGD_OK with *out NULL. */
+static lrgd_status build_prompt(const lrgd_textrec *tr, const lrgd_demo *demos, int n_demos, const int32_t *hist,
+                                int n_hist, int shrink, lrgd_prompt **out, int *too_long)
 {
     *out = NULL;
+    *too_long = 0;
     LRGD_TRY(validate(tr, demos, n_demos, hist, n_hist));
     sb *seg = calloc((size_t)n_demos + 1, sizeof *seg);
     if (!seg) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
     int bos = lrgd_tokenizer_add_bos(tr->tok) ? lrgd_tokenizer_bos(tr->tok) : -1;
     lrgd_status st = LRGD_OK;
     lrgd_prompt *p = NULL;
-    /* Drop the query's oldest items until prompt + longest candidate fit. */
     for (int from = first_shown(tr, n_hist); st == LRGD_OK; from++) {
         st = segment_texts(tr, demos, n_demos, hist, n_hist, from, seg);
         if (st == LRGD_OK) st = lrgd_prompt_new(&p);
@@ -316,6 +320,10 @@ lrgd_status lrgd_textrec_prompt(const lrgd_textrec *tr, const lrgd_demo *demos, 
         }
         if (st != LRGD_OK) break;
         if (p->n_tokens + tr->max_cand <= tr->n_ctx) break;
+        if (!shrink) {
+            *too_long = 1;
+            break;
+        }
         if (from + 1 >= n_hist) {
             st = lrgd_fail(LRGD_E_INVALID,
                            "textrec: the prompt takes %d tokens even with one query item; with the longest "
@@ -328,12 +336,19 @@ lrgd_status lrgd_textrec_prompt(const lrgd_textrec *tr, const lrgd_demo *demos, 
     }
     for (int d = 0; d <= n_demos; d++) free(seg[d].p);
     free(seg);
-    if (st != LRGD_OK) {
+    if (st != LRGD_OK || *too_long) {
         lrgd_prompt_free(p);
         return st;
     }
     *out = p;
     return LRGD_OK;
+}
+
+lrgd_status lrgd_textrec_prompt(const lrgd_textrec *tr, const lrgd_demo *demos, int n_demos, const int32_t *hist,
+                                int n_hist, lrgd_prompt **out)
+{
+    int too_long;
+    return build_prompt(tr, demos, n_demos, hist, n_hist, 1, out, &too_long);
 }
 
 /* ---- scoring ---------------------------------------------------------------------------------- */
@@ -400,7 +415,12 @@ typedef struct tscorer {
     int own;
     double *buf;
     int cap;
-    int32_t *all; /* 0..n_items-1 for full ranking */
+    int32_t *all;          /* 0..n_items-1 for full ranking */
+    lrgd_textrec_icl icl;  /* demonstrations (mode none: zero-shot) */
+    lrgd_demo_index *ix;
+    int32_t du[256];       /* demonstration users of the current prompt */
+    lrgd_demo dm[256];
+    int64_t n_prompts, n_demos_used;
 } tscorer;
 
 static lrgd_status ts_reserve(tscorer *s, int n)
@@ -413,16 +433,39 @@ static lrgd_status ts_reserve(tscorer *s, int n)
     return LRGD_OK;
 }
 
+/* User u's prompt: its demonstrations in prompt order (least similar first),
+ * leaving out the least similar until the prompt fits; with none left the
+ * query's oldest items go. */
+static lrgd_status ts_prompt(tscorer *s, int32_t u, const int32_t *hist, int hist_len, lrgd_prompt **p)
+{
+    int nd = 0;
+    if (s->ix) {
+        LRGD_TRY(tm_prompt_demos(s->ix, s->icl.mode, s->icl.k, s->icl.seed, u, hist, hist_len, s->du, &nd));
+        for (int d = 0; d < nd; d++) LRGD_TRY(lrgd_demo_index_demo(s->ix, s->du[d], &s->dm[d], NULL));
+    }
+    for (int first = 0; first < nd; first++) {
+        int too_long;
+        LRGD_TRY(build_prompt(s->tr, s->dm + first, nd - first, hist, hist_len, 0, p, &too_long));
+        if (!too_long) {
+            s->n_demos_used += nd - first;
+            s->n_prompts++;
+            return LRGD_OK;
+        }
+    }
+    s->n_prompts++;
+    return lrgd_textrec_prompt(s->tr, NULL, 0, hist, hist_len, p);
+}
+
 static lrgd_status ts_user(tscorer *s, int32_t user, const int32_t *hist, int hist_len, const int32_t *cands, int n,
-                           float *out, size_t stride)
+                           float *out)
 {
     lrgd_prompt *p = NULL;
-    lrgd_status st = lrgd_textrec_prompt(s->tr, NULL, 0, hist, hist_len, &p);
+    lrgd_status st = ts_prompt(s, user, hist, hist_len, &p);
     if (st == LRGD_OK) st = ts_reserve(s, n);
     if (st == LRGD_OK) st = lrgd_textrec_score(s->tr, p, cands, n, s->buf);
     lrgd_prompt_free(p);
     if (st != LRGD_OK) return lrgd_fail_wrap(st, "user %s", lrgd_dataset_user_name(s->tr->ds, user));
-    for (int c = 0; c < n; c++) out[(size_t)c * stride] = (float)s->buf[c];
+    for (int c = 0; c < n; c++) out[c] = (float)s->buf[c];
     return LRGD_OK;
 }
 
@@ -437,14 +480,14 @@ static lrgd_status ts_batch(void *ctx, int n, const int32_t *users, const int32_
         for (int i = 0; i < ni; i++) s->all[i] = i;
     }
     for (int u = 0; u < n; u++)
-        LRGD_TRY(ts_user(s, users[u], hist[u], hist_len[u], s->all, ni, scores + (size_t)u * (size_t)ni, 1));
+        LRGD_TRY(ts_user(s, users[u], hist[u], hist_len[u], s->all, ni, scores + (size_t)u * (size_t)ni));
     return LRGD_OK;
 }
 
 static lrgd_status ts_cands(void *ctx, int n, const int32_t *users, const int32_t *const *hist, const int *hist_len,
                             const int32_t *const *cands, const int *n_cands, float *const *out)
 {
-    for (int u = 0; u < n; u++) LRGD_TRY(ts_user(ctx, users[u], hist[u], hist_len[u], cands[u], n_cands[u], out[u], 1));
+    for (int u = 0; u < n; u++) LRGD_TRY(ts_user(ctx, users[u], hist[u], hist_len[u], cands[u], n_cands[u], out[u]));
     return LRGD_OK;
 }
 
@@ -452,17 +495,46 @@ static void ts_destroy(void *ctx)
 {
     tscorer *s = ctx;
     if (s->own) lrgd_textrec_free(s->tr);
+    lrgd_demo_index_free(s->ix);
     free(s->buf);
     free(s->all);
     free(s);
 }
 
-lrgd_status lrgd_scorer_textllm(lrgd_textrec *tr, int own, lrgd_scorer *out)
+void lrgd_textrec_icl_init(lrgd_textrec_icl *icl)
+{
+    memset(icl, 0, sizeof *icl);
+    icl->mode = LRGD_DEMOS_NONE;
+    icl->k = 3;
+    icl->demo_hist = 20;
+    icl->seed = 42;
+}
+
+lrgd_status lrgd_scorer_textllm(lrgd_textrec *tr, int own, const lrgd_textrec_icl *icl, lrgd_scorer *out)
 {
     memset(out, 0, sizeof *out);
+    if (icl && icl->mode != LRGD_DEMOS_NONE) {
+        if (!icl->sp) return lrgd_fail(LRGD_E_INVALID, "textllm: demonstrations need the split they come from");
+        if (lrgd_split_dataset(icl->sp) != tr->ds)
+            return lrgd_fail(LRGD_E_INVALID, "textllm: the split belongs to another dataset than the textrec's");
+        if (icl->k < 1 || icl->k > 256 || icl->demo_hist < 1)
+            return lrgd_fail(LRGD_E_INVALID, "textllm: k = %d (expected 1..256), demo_hist = %d (expected >= 1)",
+                             icl->k, icl->demo_hist);
+        if (icl->mode != LRGD_DEMOS_RANDOM && icl->mode != LRGD_DEMOS_SIMILAR)
+            return lrgd_fail(LRGD_E_INVALID, "textllm: unknown demonstration mode %d", (int)icl->mode);
+    }
     tscorer *s = calloc(1, sizeof *s);
     if (!s) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
     s->tr = tr;
+    if (icl) s->icl = *icl;
+    else lrgd_textrec_icl_init(&s->icl);
+    if (s->icl.mode != LRGD_DEMOS_NONE) {
+        lrgd_status st = lrgd_demo_index_new(s->icl.sp, s->icl.step, s->icl.demo_hist, &s->ix);
+        if (st != LRGD_OK) {
+            free(s);
+            return st;
+        }
+    }
     s->own = own;
     out->name = "textllm";
     out->ctx = s;
