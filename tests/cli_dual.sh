@@ -79,6 +79,13 @@ for a in softmax linear; do
     grep -E 'E[12] \(at t|logits' "$T/tr-$a.txt"
 done
 
+# a text LLM (stories260K converted to GGUF: a vocabulary, no item keys): text prompts with segments
+"$B" convert "$S/models/stories260K.bin" "$T/st.gguf" --quiet || bad "convert stories260K: exit $?"
+"$B" dual --model "$T/st.gguf" --data "$DATA" --users 3 --k 1 --e3-users 0 --out "$T/t" --strict --threads 2 \
+    >"$T/t.txt" 2>&1 || bad "dual on a text LLM: exit $?: $(cat "$T/t.txt")"
+grep -q '"prompts": "text (lrgd_textrec)"' "$T/t/dual.json" || bad "text LLM: prompt kind not recorded"
+grep -q 'softmax text model, 5 layers' "$T/t.txt" || bad "text LLM: summary"
+
 # bad input: exit 2 with a message
 expect2() { # label needle args...
     local label=$1 needle=$2
@@ -95,7 +102,9 @@ expect2 "bad features" "features" --model "$T/soft.gguf" --data "$DATA" --featur
 expect2 "bad kernel" "expected prf or oprf" --model "$T/soft.gguf" --data "$DATA" --kernel rff
 expect2 "too many users" "has only" --model "$T/soft.gguf" --data "$DATA" --users 9999999
 expect2 "missing data" "nonexistent" --model "$T/soft.gguf" --data "$T/nonexistent.txt"
-expect2 "text model" "no item vocabulary" --model "$S/models/stories260K.bin" --data "$DATA"
+expect2 "no vocabulary at all" "no tokenizer" --model "$S/models/stories260K.bin" --data "$DATA"
+expect2 "titles for an item model" "titles are for text LLMs" --model "$T/soft.gguf" --data "$DATA" \
+    --items "$S/datasets/amazon/Beauty.items.tsv"
 printf '1 1 2 3 4\n2 2 3 4 5\n3 12102 3 4 5\n' >"$T/unknown.txt"
 expect2 "unknown item" "12102" --model "$T/soft.gguf" --data "$T/unknown.txt" --users 3 --out "$T/u"
 [ -e "$T/u/dual.json" ] && bad "a failed run wrote dual.json"

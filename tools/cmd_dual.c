@@ -5,6 +5,7 @@
 #include "core/svg.h"
 #include "lrgd/data.h"
 #include "lrgd/dual.h"
+#include "lrgd/textrec.h"
 #include "lrgd/train.h"
 #include "model/model_impl.h"
 #include "train/train_impl.h"
@@ -36,13 +37,15 @@ const char help_dual[] =
     "users are a seeded sample of the split's users.\n"
     "\n"
     "options:\n"
-    "  --model M          a recommendation model (GGUF with lrgd.* item keys)\n"
+    "  --model M          a recommendation model (GGUF with lrgd.* item keys), or a\n"
+    "                     text LLM (GGUF with a tokenizer)\n"
+    "  --items FILE       item titles for a text LLM (NAME.items.tsv)\n"
     "  --data FILE        interaction file (Amazon 'user item item ...' or RecBole .inter)\n"
     "  --users N          number of query users (default 100)\n"
     "  --demos MODE       none, random or similar (default similar: highest cosine\n"
     "                     overlap of training item sets)\n"
     "  --k K              demonstrations per prompt (default 3)\n"
-    "  --max-hist H       the query's most recent H items (default 50)\n"
+    "  --max-hist H       the query's most recent H items (default 50; text LLM: 20)\n"
     "  --demo-hist H      a demonstration's most recent H history items (default 20)\n"
     "  --features LIST    r values for E3 (default 16,32,64,...,4096)\n"
     "  --kernel KIND      prf (phi(x) = exp(w.x' - |x'|^2/2)/sqrt(r), default) or oprf\n"
@@ -55,7 +58,7 @@ const char help_dual[] =
     CLI_COMMON_HELP;
 
 enum { OPT_MODEL = 2001, OPT_DATA, OPT_USERS, OPT_DEMOS, OPT_K, OPT_MAXH, OPT_DEMOH, OPT_FEAT, OPT_KERNEL, OPT_E3U, OPT_NOSTACK,
-       OPT_TOL, OPT_STRICT, OPT_OUT };
+       OPT_TOL, OPT_STRICT, OPT_OUT, OPT_ITEMS };
 
 /* ---- accumulators ------------------------------------------------------ */
 
@@ -93,7 +96,7 @@ typedef struct head_acc {
 typedef struct run_info {
     const char *model_path, *data_path, *demos, *kernel;
     const lrgd_config *cfg;
-    int users, n_split_users, k, max_hist, demo_hist, e3_users, n_feat, stack;
+    int users, n_split_users, k, max_hist, demo_hist, e3_users, n_feat, stack, text;
     const int *feat;
     double tol, secs;
     dstat tokens, n_demos, logits;
@@ -184,6 +187,7 @@ static void write_json(FILE *f, const results *R, const run_info *ri, const cli_
     lrgd_json_key(&j, "model");
     lrgd_json_obj_begin(&j);
     lrgd_json_kstr(&j, "path", ri->model_path);
+    lrgd_json_kstr(&j, "prompts", ri->text ? "text (lrgd_textrec)" : "item tokens");
     lrgd_json_kstr(&j, "attention", attn_name(c->attn));
     lrgd_json_kstr(&j, "rope", c->rope_type == LRGD_ROPE_NEOX ? "neox" : "norm");
     lrgd_json_kint(&j, "n_layers", c->n_layers);
@@ -375,8 +379,9 @@ static void print_table(FILE *f, const results *R, const run_info *ri)
 {
     const lrgd_config *c = ri->cfg;
     int lin = c->attn == LRGD_ATTN_LINEAR, e3 = !lin && R->nf > 0;
-    fprintf(f, "lrgd dual: %d users of %s; %s model, %d layers x %d heads (%d kv), head_dim %d\n", ri->users,
-            ri->data_path, attn_name(c->attn), c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
+    fprintf(f, "lrgd dual: %d users of %s; %s%s model, %d layers x %d heads (%d kv), head_dim %d\n", ri->users,
+            ri->data_path, attn_name(c->attn), ri->text ? " text" : "", c->n_layers, c->n_heads, c->n_kv_heads,
+            c->head_dim);
     fprintf(f, "  demonstrations: %s, k = %d (%.2f per prompt), history caps %d (query) / %d (demos); prompts "
                "%.0f..%.0f tokens (mean %.1f); %.1f s\n",
             ri->demos, ri->k, st_mean(&ri->n_demos), ri->max_hist, ri->demo_hist, ri->tokens.min, ri->tokens.max,
@@ -475,11 +480,14 @@ int cmd_dual(int argc, char **argv)
         {"features", required_argument, 0, OPT_FEAT}, {"kernel", required_argument, 0, OPT_KERNEL},
         {"e3-users", required_argument, 0, OPT_E3U}, {"no-stack", no_argument, 0, OPT_NOSTACK},
         {"tol", required_argument, 0, OPT_TOL},     {"strict", no_argument, 0, OPT_STRICT},
-        {"out", required_argument, 0, OPT_OUT},     CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+        {"out", required_argument, 0, OPT_OUT},     {"items", required_argument, 0, OPT_ITEMS},
+        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     const char *CMD = "dual";
     cli_common cc;
     cli_common_init(&cc);
     const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *demos = "similar", *kernel = "prf";
+    const char *items_path = NULL;
+    int max_hist_set = 0;
     long long users = 100, k = 3, max_hist = 50, demo_hist = 20, e3_users = -1, feat[LRGD_DUAL_MAX_FEATURES];
     int n_feat = 9, stack = 1, strict = 0, check_failed = 0;
     double tol = 1e-5;
@@ -495,7 +503,11 @@ int cmd_dual(int argc, char **argv)
         case OPT_DATA: data_path = optarg; break;
         case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &users)) return CLI_USAGE; break;
         case OPT_K: if (cli_int(CMD, "k", optarg, 0, 256, &k)) return CLI_USAGE; break;
-        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 1000000, &max_hist)) return CLI_USAGE; break;
+        case OPT_MAXH:
+            if (cli_int(CMD, "max-hist", optarg, 1, 1000000, &max_hist)) return CLI_USAGE;
+            max_hist_set = 1;
+            break;
+        case OPT_ITEMS: items_path = optarg; break;
         case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 1000000, &demo_hist)) return CLI_USAGE; break;
         case OPT_E3U: if (cli_int(CMD, "e3-users", optarg, 0, 10000000, &e3_users)) return CLI_USAGE; break;
         case OPT_FEAT:
@@ -540,13 +552,43 @@ int cmd_dual(int argc, char **argv)
     lrgd_prompt_vocab pv;
     int32_t *sample = NULL, *buf = NULL, *dusers = NULL;
     float *lg = NULL;
+    lrgd_textrec *tr = NULL;
+    const lrgd_model *mm = NULL; /* the model the prompts run on */
+    int text = 0;
     lrgd_status st = lrgd_model_load(model_path, &m);
-    if (st == LRGD_OK) st = lrgd_prompt_vocab_of(m, &pv);
+    if (st == LRGD_OK) {
+        st = lrgd_prompt_vocab_of(m, &pv);
+        if (st == LRGD_E_UNSUPPORTED) { /* no item vocabulary: a text LLM */
+            text = 1;
+            st = LRGD_OK;
+            lrgd_model_free(m);
+            m = NULL;
+        }
+    }
     if (st != LRGD_OK) { lrgd_fail_wrap(st, "%s", model_path); goto done; }
+    if (!text && items_path) {
+        st = lrgd_fail(LRGD_E_INVALID, "--items: %s is an item-token model; titles are for text LLMs", model_path);
+        goto done;
+    }
     if ((st = lrgd_dataset_load(data_path, LRGD_DATA_AUTO, &ds)) != LRGD_OK) goto done;
+    if (items_path && (st = lrgd_dataset_load_item_text(ds, items_path)) != LRGD_OK) goto done;
     if ((st = lrgd_split_loo(ds, &sp)) != LRGD_OK) goto done;
-    if ((st = map_items(ds, m, &im)) != LRGD_OK) goto done;
-    const lrgd_config *cfg = &m->cfg;
+    if (text) {
+        lrgd_textrec_opts to;
+        lrgd_textrec_opts_init(&to);
+        if (max_hist_set) to.max_hist = (int)max_hist;
+        else max_hist = to.max_hist;
+        st = lrgd_textrec_load(model_path, ds, &to, &tr);
+        if (st != LRGD_OK) {
+            lrgd_fail_wrap(st, "%s has no item vocabulary (lrgd.* keys), and as a text LLM", model_path);
+            goto done;
+        }
+        mm = lrgd_textrec_model(tr);
+    } else {
+        if ((st = map_items(ds, m, &im)) != LRGD_OK) goto done;
+        mm = m;
+    }
+    const lrgd_config *cfg = &mm->cfg;
     const int step = LRGD_STEP_TEST, n_users_split = lrgd_split_n_users(sp), n_ds_users = lrgd_dataset_n_users(ds);
     if (users > n_users_split) {
         st = lrgd_fail(LRGD_E_INVALID, "--users %lld: the split of %s has only %d users", users, data_path,
@@ -607,21 +649,36 @@ int cmd_dual(int argc, char **argv)
             lrgd_demo dd;
             st = lrgd_demo_index_demo(ix, dusers[d], &dd, NULL);
             int32_t *b = buf + (size_t)(d + 1) * longest;
+            if (text) { /* the text prompt shows dataset items by their titles */
+                if (st == LRGD_OK) dm[d] = dd;
+                continue;
+            }
             if (st == LRGD_OK) st = translate(ds, &im, dd.hist, dd.n_hist, b, "a demonstration", dusers[d]);
             if (st == LRGD_OK) st = translate(ds, &im, &dd.next, 1, b + dd.n_hist, "a demonstration", dusers[d]);
             if (st == LRGD_OK) dm[d] = (lrgd_demo){b, dd.n_hist, b[dd.n_hist]};
         }
-        if (qlen > max_hist) { /* the query's most recent max_hist items */
-            qh += qlen - max_hist;
-            qlen = (int)max_hist;
-        }
-        if (st == LRGD_OK) st = translate(ds, &im, qh, qlen, buf, "the query history", u);
-        /* like the scorer: leave out the least similar until the prompt fits */
-        int first = 0, len = 1 + qlen + 1;
-        for (int d = 0; d < nd && st == LRGD_OK; d++) len += dm[d].n_hist + 3;
-        while (st == LRGD_OK && len > cfg->seq_len && first < nd) len -= dm[first++].n_hist + 3;
         lrgd_prompt *p = NULL;
-        if (st == LRGD_OK) st = lrgd_prompt_build(&pv, &po, dm + first, nd - first, buf, qlen, &p);
+        int first = 0;
+        if (text) { /* lrgd_textrec caps the query history to fit; demonstrations are left
+                       * out here, least similar first, while the prompt does not fit */
+            while (st == LRGD_OK) {
+                st = lrgd_textrec_prompt(tr, dm + first, nd - first, qh, qlen, &p);
+                if (st != LRGD_E_INVALID || first == nd) break;
+                first++;
+                st = LRGD_OK;
+            }
+        } else {
+            if (qlen > max_hist) { /* the query's most recent max_hist items */
+                qh += qlen - max_hist;
+                qlen = (int)max_hist;
+            }
+            if (st == LRGD_OK) st = translate(ds, &im, qh, qlen, buf, "the query history", u);
+            /* like the scorer: leave out the least similar until the prompt fits */
+            int len = 1 + qlen + 1;
+            for (int d = 0; d < nd && st == LRGD_OK; d++) len += dm[d].n_hist + 3;
+            while (st == LRGD_OK && len > cfg->seq_len && first < nd) len -= dm[first++].n_hist + 3;
+            if (st == LRGD_OK) st = lrgd_prompt_build(&pv, &po, dm + first, nd - first, buf, qlen, &p);
+        }
         nd -= first;
         if (st != LRGD_OK) {
             lrgd_fail_wrap(st, "user %s", lrgd_dataset_user_name(ds, u));
@@ -637,9 +694,9 @@ int cmd_dual(int argc, char **argv)
             for (int f = 0; f < n_feat; f++) o.features[f] = (int)feat[f];
         }
         lrgd_dual *d = NULL;
-        st = lrgd_dual_run(m, p, &o, &d);
+        st = lrgd_dual_run(mm, p, &o, &d);
         if (st == LRGD_OK && stack) {
-            st = lrgd_dual_stack_logits(m, d, lg);
+            st = lrgd_dual_stack_logits(mm, d, lg);
             if (st == LRGD_OK) {
                 const float *fl = lrgd_dual_logits(d);
                 double num = 0, den = 0;
@@ -705,6 +762,7 @@ int cmd_dual(int argc, char **argv)
     ri.k = (int)k;
     ri.max_hist = (int)max_hist;
     ri.demo_hist = (int)demo_hist;
+    ri.text = text;
     ri.e3_users = (int)e3_users;
     ri.n_feat = R.nf;
     ri.feat = fi;
@@ -729,6 +787,7 @@ done:
     free(R.e3_layer);
     free(im.to_model);
     lrgd_demo_index_free(ix);
+    lrgd_textrec_free(tr);
     lrgd_split_free(sp);
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
