@@ -14,5 +14,4 @@
 
 PENDING(effect, 6)
 PENDING(optimize, 6)
-PENDING(experiment, 6)
 PENDING(bench, 7)
