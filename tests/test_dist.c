@@ -110,15 +110,18 @@ static int count_files(const char *dir, const char *prefix)
     return c;
 }
 
-static void check_all(const rec *all, int64_t n, const lrgd_shards *s)
+/* The records in position order, each by its shard's owner; on rank 0 (on
+ * every rank when everyone). */
+static void check_on(const rec *all, int64_t n, const lrgd_shards *s, int everyone)
 {
     int bad = 0;
-    for (int64_t p = 0; p < n && lrgd_dist_rank() == 0; p++)
+    for (int64_t p = 0; p < n && (everyone || lrgd_dist_rank() == 0); p++)
         if (all[p].pos != p || all[p].value != value_of(p) ||
             all[p].rank != lrgd_shards_owner(s, p / s->shard_size))
             bad++;
     CHECK_MSG(bad == 0, "%d of %lld gathered records out of place or computed by the wrong rank", bad, (long long)n);
 }
+static void check_all(const rec *all, int64_t n, const lrgd_shards *s) { check_on(all, n, s, 0); }
 
 static void setup_job(lrgd_shard_job *job, job_ctx *c, int64_t n, int64_t shard, const char *dir, uint64_t hash)
 {
@@ -153,6 +156,14 @@ static void test_jobs(void)
     CHECK(ss.computed == c.calls && ss.resumed == 0);
     CHECK(ss.total_computed == 21 && ss.total_resumed == 0);
     check_all(all, n, &job.shards);
+
+    /* to_all: every rank receives every record. */
+    setup_job(&job, &c, n, shard, NULL, 1);
+    job.to_all = 1;
+    memset(all, 0, (size_t)n * sizeof *all);
+    CHECK_OK(lrgd_shards_run(&job, all, &ss));
+    check_on(all, n, &job.shards, 1);
+    CHECK(lrgd_shards_run(&job, NULL, &ss) == LRGD_E_INVALID);
 
     /* An empty job gathers nothing. */
     setup_job(&job, &c, 0, shard, NULL, 1);

@@ -367,8 +367,8 @@ static lrgd_status injected(const fail_plan *f, const char *name, int64_t comput
                      (long long)computed, f->rank);
 }
 
-/* Gather each rank's records (its shards in order) into all on rank 0, in
- * position order. */
+/* Gather each rank's records (its shards in order) into all on rank 0 (on
+ * every rank with to_all), in position order. */
 static lrgd_status gather(const lrgd_shard_job *job, const void *local, int64_t local_n, void *all)
 {
     const lrgd_shards *s = &job->shards;
@@ -384,7 +384,8 @@ static lrgd_status gather(const lrgd_shard_job *job, const void *local, int64_t 
     lrgd_status st = mpi_check(MPI_Type_commit(&rec), "MPI_Type_commit");
     int *counts = NULL, *displs = NULL;
     unsigned char *tmp = NULL;
-    if (st == LRGD_OK && g_rank == 0) {
+    int receives = g_rank == 0 || job->to_all;
+    if (st == LRGD_OK && receives) {
         counts = malloc((size_t)g_size * sizeof *counts);
         displs = malloc((size_t)g_size * sizeof *displs);
         tmp = malloc((size_t)s->n * job->rec_size + 1);
@@ -396,12 +397,15 @@ static lrgd_status gather(const lrgd_shard_job *job, const void *local, int64_t 
             off += counts[r];
         }
     }
-    /* Rank 0 cannot skip the collective on a local failure: it aborts
+    /* A receiver cannot skip the collective on a local failure: it aborts
      * instead (the caller's lrgd_dist_fail), which also stops the others. */
-    if (st == LRGD_OK)
+    if (st == LRGD_OK && job->to_all)
+        st = mpi_check(MPI_Allgatherv(local, (int)local_n, rec, tmp, counts, displs, rec, MPI_COMM_WORLD),
+                       "MPI_Allgatherv");
+    else if (st == LRGD_OK)
         st = mpi_check(MPI_Gatherv(local, (int)local_n, rec, tmp, counts, displs, rec, 0, MPI_COMM_WORLD),
                        "MPI_Gatherv");
-    if (st == LRGD_OK && g_rank == 0) {
+    if (st == LRGD_OK && receives) {
         /* Rank-major (each rank's shards in order) to position order. */
         for (int r = 0; r < g_size; r++) {
             const unsigned char *src = tmp + (size_t)displs[r] * job->rec_size;
@@ -434,7 +438,8 @@ lrgd_status lrgd_shards_run(const lrgd_shard_job *job, void *all, lrgd_shard_sta
         return lrgd_fail(LRGD_E_INVALID, "%s: shards were set up for rank %d of %d, this is rank %d of %d", job->name,
                          s->rank, s->size, g_rank, g_size);
     if (job->rec_size == 0 || !job->run) return lrgd_fail(LRGD_E_INVALID, "%s: job without records or run()", job->name);
-    if (g_rank == 0 && s->n > 0 && !all) return lrgd_fail(LRGD_E_INVALID, "%s: rank 0 needs the output array", job->name);
+    if ((g_rank == 0 || job->to_all) && s->n > 0 && !all)
+        return lrgd_fail(LRGD_E_INVALID, "%s: rank %d needs the output array", job->name, g_rank);
     double t0 = lrgd_now();
     fail_plan fp;
     LRGD_TRY(read_fail_plan(&fp));

@@ -107,6 +107,8 @@ typedef struct lrgd_shard_job {
     size_t rec_size;
     lrgd_status (*run)(void *ctx, int64_t begin, int64_t end, void *rec);
     void *ctx;
+    int to_all;              /* 1: every rank receives every record (MPI_Allgatherv), e.g. for a
+                                decision all ranks must take alike from per-user values */
 } lrgd_shard_job;
 
 typedef struct lrgd_shard_stats {
@@ -117,8 +119,8 @@ typedef struct lrgd_shard_stats {
 } lrgd_shard_stats;
 
 /* Compute (or load from checkpoints) every shard this rank owns, then gather
- * every record to rank 0 in position order: all must hold n * rec_size bytes
- * on rank 0 (it may be NULL elsewhere). Checkpoints: CKPT_DIR/NAME-HASH/
+ * every record to rank 0 (every rank with to_all) in position order: all
+ * must hold n * rec_size bytes there (it may be NULL elsewhere). Checkpoints: CKPT_DIR/NAME-HASH/
  * shard-S.bin, written atomically right after the shard is computed; a valid
  * one (same hash, shard, range and record size, checksum intact) is loaded
  * instead of computing; an invalid one is reported and recomputed.
