@@ -113,6 +113,33 @@ static void test_linear_and_bars(void)
     lrgd_plot_free(p);
 }
 
+/* The legend goes to the corner with the fewest points under it. */
+static void test_legend_corner(void)
+{
+    lrgd_plot *p;
+    CHECK_OK(lrgd_plot_new(&p, "rising", "x", "y"));
+    double x[6] = {0, 1, 2, 3, 3.8, 4}, y[6] = {0, 1, 2, 3, 3.9, 4};
+    CHECK_OK(lrgd_plot_series(p, "a rising line", x, y, NULL, 6, LRGD_PLOT_MARKERS));
+    CHECK_OK(lrgd_plot_series(p, "another", x, x, NULL, 6, 0));
+    char *svg;
+    CHECK_OK(lrgd_plot_render(p, &svg, NULL));
+    if (svg) {
+        /* the legend box is the only rect with fill-opacity; its corner */
+        const char *r = strstr(svg, "fill-opacity");
+        CHECK(r != NULL);
+        if (r) {
+            while (r > svg && strncmp(r, "<rect", 5)) r--;
+            double lx = 0, ly = 0;
+            CHECK(sscanf(r, "<rect x=\"%lf\" y=\"%lf\"", &lx, &ly) == 2);
+            /* plot area 72..622 x 38..364: data fill the top right and bottom left */
+            CHECK_MSG(!(lx > 347 && ly < 201), "legend over the data at (%g, %g)", lx, ly);
+            CHECK_MSG(!(lx < 347 && ly > 201), "legend over the data at (%g, %g)", lx, ly);
+        }
+        lrgd_free(svg);
+    }
+    lrgd_plot_free(p);
+}
+
 static void test_bad(void)
 {
     lrgd_plot *p;
@@ -138,6 +165,7 @@ int main(void)
 {
     test_loglog();
     test_linear_and_bars();
+    test_legend_corner();
     test_bad();
     return t_finish("test_svg");
 }

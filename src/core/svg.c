@@ -462,7 +462,7 @@ lrgd_status lrgd_plot_render(const lrgd_plot *p, char **svg, size_t *len)
             sb_printf(&s, "</text>\n");
         }
     }
-    /* legend (top right, inside the plot) */
+    /* legend: inside the plot, in the corner that covers the fewest data points */
     int n_leg = p->bars ? p->n_bs : p->ns;
     if (n_leg > 1 || (n_leg == 1 && (p->bars ? p->bs_labels[0][0] : p->s[0].label[0]))) {
         size_t longest = 0;
@@ -470,9 +470,28 @@ lrgd_status lrgd_plot_render(const lrgd_plot *p, char **svg, size_t *len)
             size_t l = strlen(p->bars ? p->bs_labels[i] : p->s[i].label);
             longest = l > longest ? l : longest;
         }
-        double lw = 34 + 7.0 * (double)longest, lx = L + pw - lw - 8, ly = T + 8;
+        double lw = 34 + 7.0 * (double)longest, lh = 8 + 16 * n_leg, lx = L + pw - lw - 8, ly = T + 8;
+        long best = -1;
+        for (int corner = 0; corner < 4; corner++) { /* top right, top left, bottom right, bottom left */
+            double cx = corner & 1 ? L + 8 : L + pw - lw - 8, cy = corner & 2 ? T + ph - lh - 8 : T + 8;
+            long hits = 0;
+            for (int i = 0; i < p->ns; i++)
+                for (int k = 0; k < p->s[i].n; k++) {
+                    if (!usable(&ax, p->s[i].x[k]) || !usable(&ay, p->s[i].y[k])) continue;
+                    double x = PX(p->s[i].x[k]), y = PY(p->s[i].y[k]);
+                    hits += x >= cx - 4 && x <= cx + lw + 4 && y >= cy - 4 && y <= cy + lh + 4;
+                }
+            for (int c = 0; p->bars && c < p->n_cats; c++) /* bars reach down from their tops */
+                for (int sI = 0; sI < p->n_bs; sI++) {
+                    double v = p->bv[sI * p->n_cats + c];
+                    if (!usable(&ay, v)) continue;
+                    double gw = pw / p->n_cats, x = L + c * gw + gw * 0.1 + (sI + 0.5) * gw * 0.8 / p->n_bs;
+                    hits += x >= cx - 4 && x <= cx + lw + 4 && PY(v) <= cy + lh + 4;
+                }
+            if (best < 0 || hits < best) best = hits, lx = cx, ly = cy;
+        }
         sb_printf(&s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"white\" fill-opacity=\"0.85\" "
-                      "stroke=\"#cccccc\"/>\n", lx, ly, lw, 8 + 16 * n_leg);
+                      "stroke=\"#cccccc\"/>\n", lx, ly, lw, (int)lh);
         for (int i = 0; i < n_leg; i++) {
             double y = ly + 14 + 16 * i;
             const char *col = palette[i % N_PALETTE];
