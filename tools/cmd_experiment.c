@@ -55,13 +55,14 @@ const char help_experiment[] =
     "                      instead of training one into DIR/model.gguf\n"
     "  --quick             the reduced test configuration (small model, few users)\n"
     "Training (when no --model): --epochs N, --dim N, --layers N, --heads N,\n"
-    "  --hidden N, --batch N, --seq N (defaults: lrgd train's, or --quick's)\n"
+    "  --hidden N, --batch N, --seq N, --lr X (defaults: lrgd train's, or --quick's)\n"
     "Protocol:\n"
     "  --users N           test users evaluated (seeded sample; default 200, quick 40)\n"
     "  --hold N            held-out validation users of the collapse guard (default users/4)\n"
     "  --k N               demonstrations per prompt (default 3)\n"
     "  --pool N            Stage 1 candidates per user (default 50, quick 12)\n"
-    "  --rounds N          Stage 2 edit rounds (default 3, quick 1)\n"
+    "  --rounds N          Stage 2 edit rounds (default 3, quick 1; 0: Stage 1 only)\n"
+    "  --n-perturb M       perturbed copies per robust Effect_D (default 8, quick 4)\n"
     "  --validity-users N  users of the Effect_D validity check (default 30, quick 10)\n"
     "  --replay-steps N    held-back items of the replay split (default 3)\n"
     "  --replay-users N    users of the replay curve (default = --users)\n"
@@ -72,7 +73,7 @@ const char help_experiment[] =
 enum {
     OPT_DATA = 2001, OPT_SYN, OPT_OUT, OPT_MODEL, OPT_QUICK, OPT_EPOCHS, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_HIDDEN,
     OPT_BATCH, OPT_SEQ, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_ROUNDS, OPT_VUSERS, OPT_RSTEPS, OPT_RUSERS,
-    OPT_E3U, OPT_E1EP
+    OPT_E3U, OPT_E1EP, OPT_LR, OPT_NPERT
 };
 
 /* ---- configuration ------------------------------------------------------- */
@@ -81,7 +82,7 @@ typedef struct xcfg {
     const char *data, *out, *model;
     int synthetic, quick;
     lrgd_train_opts tr;
-    int users, hold, k, pool, rounds, vusers, rsteps, rusers, e3users, e1epochs;
+    int users, hold, k, pool, rounds, vusers, rsteps, rusers, e3users, e1epochs, npert;
 } xcfg;
 
 /* The methods of LRGD.md §5, in table order. */
@@ -315,11 +316,12 @@ static lrgd_status write_config(xrun *x)
     int n = snprintf(buf, sizeof buf,
                      "lrgd experiment v1\ndata %s\nsynthetic %d\nmodel %s\nquick %d\nseed %llu\n"
                      "train %d %d %d %d %d %d %d %d %d\nusers %d hold %d k %d pool %d rounds %d\n"
-                     "validity %d replay %d %d e3 %d e1 %d\n",
+                     "validity %d replay %d %d e3 %d e1 %d npert %d lr %.9g\n",
                      c->synthetic ? "(synthetic)" : c->data, c->synthetic, c->model ? c->model : "(trained)", c->quick,
                      (unsigned long long)x->com.seed, c->tr.n_layers, c->tr.dim, c->tr.n_heads, c->tr.n_kv_heads,
                      c->tr.hidden_dim, c->tr.seq_len, c->tr.epochs, c->tr.batch, c->tr.demos, c->users, c->hold, c->k,
-                     c->pool, c->rounds, c->vusers, c->rsteps, c->rusers, c->e3users, c->e1epochs);
+                     c->pool, c->rounds, c->vusers, c->rsteps, c->rusers, c->e3users, c->e1epochs, c->npert,
+                     c->tr.adamw.lr);
     char p[4200];
     ck_path(x, "config.txt", p, sizeof p);
     char *old = NULL;
@@ -1309,7 +1311,7 @@ static lrgd_status fig_methods(const xrun *x, FILE *f)
     char title[160];
     snprintf(title, sizeof title, "Methods, full ranking, %d users (95%% intervals)", x->n_users);
     LRGD_TRY(lrgd_plot_new(&p, title, "method", "metric"));
-    lrgd_status st = lrgd_plot_size(p, 900, 440);
+    lrgd_status st = lrgd_plot_size(p, 1000, 440);
     if (st == LRGD_OK) st = lrgd_plot_bars(p, N_METHODS, method_name, 2, labels, val, err);
     if (st != LRGD_OK) {
         lrgd_plot_free(p);
@@ -1614,6 +1616,7 @@ int cmd_experiment(int argc, char **argv)
         {"rounds", required_argument, 0, OPT_ROUNDS}, {"validity-users", required_argument, 0, OPT_VUSERS},
         {"replay-steps", required_argument, 0, OPT_RSTEPS}, {"replay-users", required_argument, 0, OPT_RUSERS},
         {"e3-users", required_argument, 0, OPT_E3U}, {"e1-epochs", required_argument, 0, OPT_E1EP},
+        {"lr", required_argument, 0, OPT_LR}, {"n-perturb", required_argument, 0, OPT_NPERT},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     xrun x;
     memset(&x, 0, sizeof x);
@@ -1622,7 +1625,8 @@ int cmd_experiment(int argc, char **argv)
     lrgd_train_opts_init(&c->tr);
     /* -1: not given (the defaults depend on --quick) */
     int epochs = -1, dim = -1, layers = -1, heads = -1, hidden = -1, batch = -1, seq = -1;
-    c->users = c->hold = c->k = c->pool = c->rounds = c->vusers = c->rusers = c->e3users = c->e1epochs = -1;
+    c->users = c->hold = c->k = c->pool = c->rounds = c->vusers = c->rusers = c->e3users = c->e1epochs = c->npert = -1;
+    double lr = -1;
     c->rsteps = 3;
     int ch;
     long long v;
@@ -1659,6 +1663,10 @@ int cmd_experiment(int argc, char **argv)
         case OPT_RUSERS: INT("replay-users", 1, 100000000, c->rusers);
         case OPT_E3U: INT("e3-users", 1, 100000000, c->e3users);
         case OPT_E1EP: INT("e1-epochs", 0, 100000, c->e1epochs);
+        case OPT_NPERT: INT("n-perturb", 1, 1000, c->npert);
+        case OPT_LR:
+            if (cli_float(CMD, "lr", optarg, 1e-9, 10, &lr) != 0) return CLI_USAGE;
+            break;
         case 'h': fputs(help_experiment, stdout); return CLI_OK;
         default: return cli_usage(CMD, "unknown option");
         }
@@ -1674,6 +1682,7 @@ int cmd_experiment(int argc, char **argv)
         c->tr.adamw.lr = 3e-3;
         c->tr.adamw.warmup_steps = 10;
     }
+    if (lr > 0) c->tr.adamw.lr = lr;
     if (epochs > 0) c->tr.epochs = epochs;
     if (dim > 0) c->tr.dim = dim;
     if (layers > 0) c->tr.n_layers = layers;
@@ -1707,6 +1716,8 @@ int cmd_experiment(int argc, char **argv)
     x.oo.demo_hist = c->tr.demo_hist;
     x.oo.seed = x.com.seed;
     if (c->quick) x.oo.n_perturb = 4;
+    if (c->npert > 0) x.oo.n_perturb = c->npert;
+    c->npert = x.oo.n_perturb;
 
     double t0 = lrgd_now();
     lrgd_status st = make_dirs(c->out);
