@@ -11,7 +11,7 @@
 #
 # Needs mpirun and mpicc (OpenMPI: LRGD_WITH_MPI=1 scripts/deps.sh); exits
 # 77 (skipped) without them. If this build was not configured with
-# -DLRGD_MPI=ON, it builds lrgd and test_dist with MPI in $LRGD_BUILD/mpi
+# -DLRGD_MPI=ON, it builds lrgd, test_dist and test_dist_eval with MPI in $LRGD_BUILD/mpi
 # (same compiler, flags, build type and sanitizer).
 set -u
 BIN=${LRGD_BIN:?}
@@ -41,7 +41,7 @@ else
             -DCMAKE_C_COMPILER="$(cache CMAKE_C_COMPILER)" -DLRGD_SANITIZE="$(cache LRGD_SANITIZE)" \
             -DLRGD_NATIVE="$(cache LRGD_NATIVE)" -DCMAKE_C_FLAGS="$(cache CMAKE_C_FLAGS)" \
             -DLRGD_SHARED_DIR="$SHARED" >"$T/cfg.log" 2>&1 ||
-       ! cmake --build "$MB" --target lrgd test_dist -j"$(nproc)" >"$T/build.log" 2>&1; then
+       ! cmake --build "$MB" --target lrgd test_dist test_dist_eval -j"$(nproc)" >"$T/build.log" 2>&1; then
         cat "$T/cfg.log" "$T/build.log" | tail -30
         echo "FAIL: could not build lrgd with -DLRGD_MPI=ON"
         exit 1
@@ -57,6 +57,12 @@ MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 "${MPIRUN[@]}" -np 3 "$MB/tests/test_dist" >"$T/td.out" 2>"$T/td.err" || fail "test_dist with 3 ranks: $(tail -5 "$T/td.err")"
 [ "$(grep -c 'test_dist (rank [012] of 3): [0-9]* checks, 0 failed' "$T/td.out")" = 3 ] ||
     fail "test_dist did not pass on all 3 ranks: $(cat "$T/td.out")"
+
+# lrgd_evaluate_dist (what lrgd experiment can call) equals lrgd_evaluate on each of 2 ranks.
+LRGD_SHARED=$SHARED "${MPIRUN[@]}" -np 2 "$MB/tests/test_dist_eval" >"$T/tde.out" 2>"$T/tde.err" ||
+    fail "test_dist_eval with 2 ranks: $(grep -v 'computing the shard' "$T/tde.err" | tail -5)"
+[ "$(grep -c 'test_dist_eval (rank [01] of 2): [0-9]* checks, 0 failed' "$T/tde.out")" = 2 ] ||
+    fail "test_dist_eval did not pass on both ranks: $(cat "$T/tde.out")"
 
 # ---- the same numbers ------------------------------------------------------------------
 # The JSON parts that must be equal: the split and everything from the
