@@ -1572,17 +1572,6 @@ static lrgd_status write_out(const xrun *x, const char *name, writer_fn fn, doub
 
 /* ---- the command ------------------------------------------------------------------- */
 
-/* As lrgd train does: libgomp's active waiting starves a descheduled
- * teammate on a loaded 2-core machine; restart once with passive waiting
- * unless the caller chose a policy. */
-static void passive_wait(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || getenv("LRGD_NO_REEXEC")) return;
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    setenv("LRGD_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv - 1);
-}
-
 static void free_run(xrun *x)
 {
     for (int m = 0; m < N_METHODS; m++) free(x->ranks[m][0]);
@@ -1703,7 +1692,6 @@ int cmd_experiment(int argc, char **argv)
     if (c->tr.max_hist + c->k * (c->tr.demo_hist + 3) + 2 > c->tr.seq_len)
         return cli_usage(CMD, "k = %d demonstrations of %d items and a history of %d do not fit --seq %d", c->k,
                          c->tr.demo_hist, c->tr.max_hist, c->tr.seq_len);
-    passive_wait(argv);
     int rc = cli_common_apply(CMD, &x.com);
     if (rc) return rc;
 
