@@ -10,10 +10,12 @@
  * single-threaded sgemm per OpenMP thread). Writes JSON atomically.
  *
  * usage: bench_train [--data FILE] [--threads LIST] [--steps N] [--batch N]
- *                    [--demos K] [--dim D] [--layers L] [OUT.json]
+ *                    [--demos K] [--dim D] [--layers L] [--sampled N] [OUT.json]
  *   --data FILE    default $LRGD_SHARED/datasets/amazon/Beauty.txt
  *   --threads LIST comma-separated, default 1,2
- *   --steps N      timed optimizer steps per thread count (default 20) */
+ *   --steps N      timed optimizer steps per thread count (default 20)
+ *   --sampled N    sampled softmax with N negatives (the FLOP count then
+ *                  overstates the classifier: compare step times) */
 #include "core/core.h"
 #include "lrgd/train.h"
 #include "train/train_impl.h"
@@ -73,7 +75,7 @@ static void count_flops(const lrgd_config *c, int n_items, const tm_ep *e, int s
 int main(int argc, char **argv)
 {
     const char *data = NULL, *out = NULL, *threads_arg = "1,2";
-    int steps = 20, batch = 128, demos = 3, dim = 64, layers = 2;
+    int steps = 20, batch = 128, demos = 3, dim = 64, layers = 2, sampled = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads_arg = argv[++i];
@@ -82,14 +84,15 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--demos") && i + 1 < argc) demos = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && i + 1 < argc) dim = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sampled") && i + 1 < argc) sampled = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
             fprintf(stderr, "usage: bench_train [--data FILE] [--threads LIST] [--steps N] [--batch N] [--demos K] "
-                            "[--dim D] [--layers L] [OUT.json]\n");
+                            "[--dim D] [--layers L] [--sampled N] [OUT.json]\n");
             return 2;
         }
     }
-    if (steps < 1 || batch < 1 || demos < 0 || dim < 2 || layers < 1) {
+    if (steps < 1 || batch < 1 || demos < 0 || dim < 2 || layers < 1 || sampled < 0) {
         fprintf(stderr, "bench_train: bad option value\n");
         return 2;
     }
@@ -137,6 +140,7 @@ int main(int argc, char **argv)
         return 1;
     }
     lrgd_tmodel_set_dropout(t, (float)o.dropout, 1);
+    lrgd_tmodel_set_sampled(t, sampled);
     int n_items = lrgd_dataset_n_items(ds), nb = ep.n_seq / batch;
     if (nb < 1) {
         fprintf(stderr, "bench_train: fewer than %d episodes\n", batch);
@@ -207,8 +211,9 @@ int main(int argc, char **argv)
         r->flops_fwd = flf / steps;
     }
 
-    printf("bench_train: %s, %d items, model L=%d D=%d F=%d heads %d/%d, batch %d episodes (K<=%d demos), %d steps\n",
-           data, n_items, layers, dim, o.hidden_dim, o.n_heads, o.n_kv_heads, batch, demos, steps);
+    printf("bench_train: %s, %d items, model L=%d D=%d F=%d heads %d/%d, batch %d episodes (K<=%d demos), %d steps%s\n",
+           data, n_items, layers, dim, o.hidden_dim, o.n_heads, o.n_kv_heads, batch, demos, steps,
+           sampled ? ", sampled softmax" : "");
     for (int i = 0; i < n_rows; i++) {
         row *r = &rows[i];
         double gf = r->flops_step / r->step_s / 1e9, gff = r->flops_fwd / r->fwd_s / 1e9;
@@ -241,6 +246,7 @@ int main(int argc, char **argv)
             lrgd_json_kint(&j, "batch", batch);
             lrgd_json_kint(&j, "demos", demos);
             lrgd_json_kint(&j, "steps", steps);
+            lrgd_json_kint(&j, "sampled", sampled);
             lrgd_json_key(&j, "runs");
             lrgd_json_arr_begin(&j);
             for (int i = 0; i < n_rows; i++) {

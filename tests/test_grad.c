@@ -301,7 +301,7 @@ static void check_mode(lrgd_attn_mode mode, const char *name)
 
 /* Dropout on: finite differences of the float model itself (the masks are a
  * function of seed and step, so the loss is a fixed function of the weights). */
-static void check_dropout(lrgd_attn_mode mode, const char *name)
+static void check_dropout(lrgd_attn_mode mode, const char *name, int sampled)
 {
     lrgd_config c = tiny(mode, 23);
     lrgd_tmodel *t;
@@ -309,6 +309,7 @@ static void check_dropout(lrgd_attn_mode mode, const char *name)
     if (!t) return;
     perturb_norms(t, 5);
     lrgd_tmodel_set_dropout(t, 0.3f, 1234);
+    lrgd_tmodel_set_sampled(t, sampled);
     lrgd_tmodel_set_step(t, 17);
     lrgd_tbatch b = {3, OFF, TOK, NULL, TGT};
     lrgd_tmodel_zero_grad(t);
@@ -356,8 +357,17 @@ static void check_dropout(lrgd_attn_mode mode, const char *name)
         CHECK_MSG(e <= 2e-2, "%s dropout %s: relative error %.3e", name, ti.name, e);
         free(an); free(nu); free(idx);
     }
-    printf("%s with dropout 0.3 (float finite differences, top-12 entries per tensor): worst rel err %.2e\n", name,
-           worst);
+    printf("%s with dropout 0.3%s (float finite differences, top-12 entries per tensor): worst rel err %.2e\n", name,
+           sampled ? " and sampled softmax (8 of 23 items)" : "", worst);
+    if (sampled) { /* the sampled loss differs from the full one, and only while training */
+        double full;
+        CHECK_OK(lrgd_tmodel_forward(t, &b, 0, &full, NULL, NULL));
+        lrgd_tmodel_set_sampled(t, 0);
+        double full_train;
+        CHECK_OK(lrgd_tmodel_forward(t, &b, 1, &full_train, NULL, NULL));
+        CHECK(full_train != l0);
+        CHECK(full == l_nodrop);
+    }
     lrgd_tmodel_free(t);
 }
 
@@ -483,8 +493,9 @@ int main(void)
     check_threads();
     check_mode(LRGD_ATTN_SOFTMAX, "softmax+GQA");
     check_mode(LRGD_ATTN_LINEAR, "linear+GQA");
-    check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA");
-    check_dropout(LRGD_ATTN_LINEAR, "linear+GQA");
+    check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA", 0);
+    check_dropout(LRGD_ATTN_LINEAR, "linear+GQA", 0);
+    check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA", 8);
     check_bad_batches();
     check_engine(LRGD_ATTN_SOFTMAX, "softmax+GQA");
     check_engine(LRGD_ATTN_LINEAR, "linear+GQA");

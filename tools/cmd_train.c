@@ -54,6 +54,8 @@ const char help_train[] =
     "  --weight-decay X    AdamW decoupled weight decay (default 0)\n"
     "  --clip X            gradient-norm clip, 0 = off (default 1)\n"
     "  --dropout X         dropout rate (default 0.3)\n"
+    "  --sampled N         sampled softmax while training: the batch's targets plus\n"
+    "                      N uniformly drawn items (default 0: full softmax)\n"
     "  --patience N        stop after N epochs without a better validation\n"
     "                      NDCG@10 (default 0: never)\n"
     "  --max-minutes X     stop after X minutes of training, resumed sessions\n"
@@ -74,7 +76,7 @@ enum {
     OPT_DATA = 3001, OPT_FORMAT, OPT_OUT, OPT_LAYERS, OPT_DIM, OPT_HEADS, OPT_KV, OPT_HIDDEN, OPT_ATTN, OPT_SEQ,
     OPT_DEMOS, OPT_MAXHIST, OPT_DEMOHIST, OPT_POOL, OPT_PSIM, OPT_NODEMOLOSS, OPT_EPOCHS, OPT_BATCH, OPT_LR,
     OPT_MINLR, OPT_WARMUP, OPT_WD, OPT_CLIP, OPT_DROPOUT, OPT_PATIENCE, OPT_MAXMIN, OPT_VALDEMOS, OPT_VALK,
-    OPT_SAVE, OPT_NORESUME, OPT_CKPT_STEPS, OPT_FAULT
+    OPT_SAVE, OPT_NORESUME, OPT_CKPT_STEPS, OPT_FAULT, OPT_SAMPLED
 };
 
 static int parse_mode(const char *arg, lrgd_demo_mode *m)
@@ -128,6 +130,7 @@ static void write_report(lrgd_json *j, const cli_common *com, const lrgd_train_o
     lrgd_json_knum(j, "weight_decay", o->adamw.weight_decay);
     lrgd_json_knum(j, "clip", o->adamw.clip);
     lrgd_json_knum(j, "dropout", o->dropout);
+    lrgd_json_kint(j, "sampled_softmax", o->sampled);
     lrgd_json_kint(j, "patience", o->patience);
     lrgd_json_knum(j, "max_minutes", o->max_minutes);
     lrgd_json_kstr(j, "val_demos", lrgd_demo_mode_name(o->val_demos));
@@ -201,6 +204,7 @@ int cmd_train(int argc, char **argv)
         {"save-every", required_argument, 0, OPT_SAVE}, {"no-resume", no_argument, 0, OPT_NORESUME},
         {"checkpoint-steps", required_argument, 0, OPT_CKPT_STEPS},
         {"fault-nan-step", required_argument, 0, OPT_FAULT}, /* test hook, not in --help */
+        {"sampled", required_argument, 0, OPT_SAMPLED},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     lrgd_train_opts o;
     lrgd_train_opts_init(&o);
@@ -255,6 +259,7 @@ int cmd_train(int argc, char **argv)
         case OPT_WD: FLT("weight-decay", 0, 10, o.adamw.weight_decay);
         case OPT_CLIP: FLT("clip", 0, 1e9, o.adamw.clip);
         case OPT_DROPOUT: FLT("dropout", 0, 0.95, o.dropout);
+        case OPT_SAMPLED: INT("sampled", 0, 1 << 24, o.sampled);
         case OPT_PATIENCE: INT("patience", 0, 100000, o.patience);
         case OPT_MAXMIN: FLT("max-minutes", 0, 1e7, o.max_minutes);
         case OPT_VALDEMOS:

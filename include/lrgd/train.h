@@ -83,6 +83,12 @@ lrgd_status lrgd_tmodel_tensor(const lrgd_tmodel *t, int i, lrgd_tensor_info *in
  * so they do not depend on the thread count and need no storage. */
 void lrgd_tmodel_set_dropout(lrgd_tmodel *t, float p, uint64_t seed);
 void lrgd_tmodel_set_step(lrgd_tmodel *t, uint64_t step);
+/* Sampled softmax for the training passes: n > 0 scores each target row
+ * against the batch's target items plus n items drawn uniformly without
+ * replacement (seeded by seed and step, shared by the batch), the sampled
+ * columns corrected by log((n_items - n_targets) / n); 0: the full softmax
+ * (always used when train == 0). */
+void lrgd_tmodel_set_sampled(lrgd_tmodel *t, int n);
 
 /* Forward pass. loss: mean cross-entropy over the rows with a target (batch
  * needs targets); n_targets: how many there were. hidden: NULL or
@@ -205,6 +211,7 @@ typedef struct lrgd_train_opts {
     /* optimization */
     int epochs, batch;
     double dropout;
+    int sampled;        /* > 0: sampled softmax with this many shared negatives (see lrgd_tmodel_set_sampled) */
     lrgd_adamw_opts adamw;
     uint64_t seed;
     double max_minutes; /* > 0: stop after this much training time (best checkpoint stands) */

@@ -225,6 +225,8 @@ void lrgd_tmodel_set_dropout(lrgd_tmodel *t, float p, uint64_t seed)
 
 void lrgd_tmodel_set_step(lrgd_tmodel *t, uint64_t step) { t->step = step; }
 
+void lrgd_tmodel_set_sampled(lrgd_tmodel *t, int n_sampled) { t->n_sampled = n_sampled > 0 ? n_sampled : 0; }
+
 /* ---- activations -------------------------------------------------------------- */
 
 static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, int need_grad)
@@ -405,16 +407,16 @@ static void attention_all(lrgd_tmodel *t, const lrgd_tbatch *b, int l)
     }
 }
 
-/* Classifier over the item tokens at the target rows. Fused: when dht is
- * wanted, the gradient of the mean loss is formed chunk by chunk (logits are
- * never stored whole) and the item-embedding gradient is accumulated. */
-static double classifier(lrgd_tmodel *t, int want_grad)
+/* Softmax cross-entropy at the target rows over the columns of Ec (Vc rows
+ * of item embeddings), each logit plus bias[j] when bias != NULL; ycol[r]
+ * is the column of target r. Fused: when dEc is given, the gradient of the
+ * mean loss is formed chunk by chunk (logits are never stored whole), dht is
+ * written and dEc accumulated. */
+static double softmax_xent(lrgd_tmodel *t, const float *Ec, float *dEc, int Vc, const float *bias, const int *ycol)
 {
     const lrgd_config *c = &t->cfg;
     tm_acts *a = &t->a;
-    int D = c->dim, V = t->n_items, NT = a->n_tgt;
-    const float *E = t->params + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
-    float *dE = t->grads + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
+    int D = c->dim, NT = a->n_tgt, want_grad = dEc != NULL;
     float *ht = a->tmp; /* gathered rows of one chunk */
     double loss = 0;
     float inv = NT > 0 ? 1.0f / (float)NT : 0.0f;
@@ -423,39 +425,107 @@ static double classifier(lrgd_tmodel *t, int want_grad)
         for (int i = 0; i < n; i++)
             memcpy(ht + (size_t)i * D, a->xf + (size_t)a->tgt_row[r0 + i] * D, (size_t)D * sizeof(float));
         float *lg = a->logits;
-        tm_gemm(0, 1, n, V, D, 1.0f, ht, D, E, D, 0.0f, lg, V);
+        tm_gemm(0, 1, n, Vc, D, 1.0f, ht, D, Ec, D, 0.0f, lg, Vc);
         double part = 0;
 #pragma omp parallel for schedule(static) reduction(+ : part)
         for (int i = 0; i < n; i++) {
-            float *row = lg + (size_t)i * V;
+            float *row = lg + (size_t)i * Vc;
+            if (bias)
+                for (int j = 0; j < Vc; j++) row[j] += bias[j];
             float mx = row[0];
-            for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-            int y = a->tgt_tok[r0 + i];
+            for (int j = 1; j < Vc; j++) mx = row[j] > mx ? row[j] : mx;
+            int y = ycol[r0 + i];
             float ly = row[y], sum = 0;
             if (want_grad) { /* keep the exponentials: the gradient is softmax - onehot */
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < V; j++) {
+                for (int j = 0; j < Vc; j++) {
                     float e = tm_expf(row[j] - mx);
                     row[j] = e;
                     sum += e;
                 }
-                float s = inv / sum;
+                float sc = inv / sum;
 #pragma omp simd
-                for (int j = 0; j < V; j++) row[j] *= s;
+                for (int j = 0; j < Vc; j++) row[j] *= sc;
                 row[y] -= inv;
             } else {
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < V; j++) sum += tm_expf(row[j] - mx);
+                for (int j = 0; j < Vc; j++) sum += tm_expf(row[j] - mx);
             }
             part += (double)mx + log((double)sum) - ly;
         }
         loss += part;
         if (want_grad) {
-            tm_gemm(0, 0, n, D, V, 1.0f, lg, V, E, D, 0.0f, a->dht + (size_t)r0 * D, D);
-            tm_gemm(1, 0, V, D, n, 1.0f, lg, V, ht, D, 1.0f, dE, D);
+            tm_gemm(0, 0, n, D, Vc, 1.0f, lg, Vc, Ec, D, 0.0f, a->dht + (size_t)r0 * D, D);
+            tm_gemm(1, 0, Vc, D, n, 1.0f, lg, Vc, ht, D, 1.0f, dEc, D);
         }
     }
     return NT > 0 ? loss / NT : 0;
+}
+
+/* Sampled softmax (training only): the batch's target items plus n_sampled
+ * other items drawn uniformly without replacement (seeded by the step),
+ * shared by every row. The sampled columns get the log of their inverse
+ * inclusion rate, (V - P) / S, so that the normalizer estimates the full
+ * one; the targets' columns get 0. */
+static lrgd_status sampled_xent(lrgd_tmodel *t, int want_grad, double *loss)
+{
+    const lrgd_config *c = &t->cfg;
+    tm_acts *a = &t->a;
+    int D = c->dim, V = t->n_items, NT = a->n_tgt;
+    const float *E = t->params + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
+    float *dE = t->grads + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
+    int *col = malloc((size_t)V * sizeof *col), *cand = malloc((size_t)V * sizeof *cand),
+        *ycol = malloc((size_t)(NT > 0 ? NT : 1) * sizeof *ycol);
+    float *Ec = NULL, *dEc = NULL, *bias = NULL;
+    lrgd_status st = LRGD_OK;
+    if (!col || !cand || !ycol) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
+    for (int j = 0; j < V; j++) col[j] = -1;
+    int nc = 0;
+    for (int r = 0; r < NT; r++) {
+        int y = a->tgt_tok[r];
+        if (col[y] < 0) { col[y] = nc; cand[nc++] = y; }
+        ycol[r] = col[y];
+    }
+    int P = nc, S = t->n_sampled < V - P ? t->n_sampled : V - P;
+    lrgd_rng r;
+    lrgd_rng_seed(&r, t->drop_seed ^ 0x5A3D1EDull, t->step);
+    while (nc < P + S) {
+        int j = (int)lrgd_rng_below(&r, (uint32_t)V);
+        if (col[j] < 0) { col[j] = nc; cand[nc++] = j; }
+    }
+    Ec = lrgd_alloc_n((size_t)nc * D, sizeof(float));
+    bias = lrgd_alloc_n((size_t)nc, sizeof(float));
+    if (want_grad) dEc = lrgd_alloc_n((size_t)nc * D, sizeof(float));
+    if (!Ec || !bias || (want_grad && !dEc)) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
+    float lw = S > 0 ? logf((float)(V - P) / (float)S) : 0.0f;
+    for (int k = 0; k < nc; k++) {
+        memcpy(Ec + (size_t)k * D, E + (size_t)cand[k] * D, (size_t)D * sizeof(float));
+        bias[k] = k < P ? 0.0f : lw;
+    }
+    *loss = softmax_xent(t, Ec, dEc, nc, bias, ycol);
+    if (want_grad) /* scatter back, in candidate order */
+        for (int k = 0; k < nc; k++) {
+            float *d = dE + (size_t)cand[k] * D;
+            const float *g = dEc + (size_t)k * D;
+            for (int q = 0; q < D; q++) d[q] += g[q];
+        }
+done:
+    free(col); free(cand); free(ycol);
+    lrgd_free(Ec); lrgd_free(dEc); lrgd_free(bias);
+    return st;
+}
+
+/* Classifier over the item tokens at the target rows: the full softmax,
+ * or the sampled one while training with n_sampled > 0. */
+static lrgd_status classifier(lrgd_tmodel *t, int train, int want_grad, double *loss)
+{
+    if (train && t->n_sampled > 0 && t->a.n_tgt > 0) return sampled_xent(t, want_grad, loss);
+    const lrgd_config *c = &t->cfg;
+    int D = c->dim;
+    const float *E = t->params + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
+    float *dE = t->grads + t->off_tok + (size_t)LRGD_N_SPECIAL * D;
+    *loss = softmax_xent(t, E, want_grad ? dE : NULL, t->n_items, NULL, t->a.tgt_tok);
+    return LRGD_OK;
 }
 
 static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, int want_grad, double *loss)
@@ -503,7 +573,8 @@ static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, i
     }
     lrgd_rmsnorm_forward(a->xf, a->rstdf, a->x_in + (size_t)c->n_layers * N * D, P + t->off_out_norm, (int)N,
                          (int)D, c->norm_eps);
-    double l = classifier(t, want_grad);
+    double l = 0;
+    LRGD_TRY(classifier(t, train, want_grad, &l));
     if (loss) *loss = l;
     return LRGD_OK;
 }

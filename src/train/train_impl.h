@@ -48,11 +48,14 @@ struct lrgd_tmodel {
     lrgd_model *view;
     float dropout;
     uint64_t drop_seed, step;
+    int n_sampled;      /* > 0: sampled softmax with this many negatives while training */
     int fault_layer;    /* test hook: >= 0 poisons this layer's attention output with NaN */
     tm_acts a;
 };
 
+#ifndef TM_CE_CHUNK
 #define TM_CE_CHUNK 512 /* rows of logits computed at once */
+#endif
 
 /* ---- layer backward passes (forward halves: model/ops.h) ---------------- */
 

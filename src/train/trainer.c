@@ -95,7 +95,7 @@ static uint64_t fingerprint(const trainer *tr)
     uint64_t h = 0xcbf29ce484222325ull;
     int iv[] = {o->n_layers, o->dim, o->n_heads, o->n_kv_heads, o->hidden_dim, o->seq_len, (int)o->attn, o->demos,
                 o->max_hist, o->demo_hist, tr->pool_k, o->demo_loss, o->epochs, o->batch, (int)o->val_demos,
-                o->val_k};
+                o->val_k, o->sampled};
     double dv[] = {o->p_similar, o->dropout, o->adamw.lr, o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
                    o->adamw.weight_decay, o->adamw.clip, o->adamw.min_lr_ratio};
     h = fnv(h, iv, sizeof iv);
@@ -358,6 +358,7 @@ static lrgd_status check_opts(const lrgd_train_opts *o)
 {
     if (!o->out || !*o->out) return lrgd_fail(LRGD_E_INVALID, "train: no output path");
     if (o->epochs < 1 || o->batch < 1) return lrgd_fail(LRGD_E_INVALID, "train: epochs and batch must be >= 1");
+    if (o->sampled < 0) return lrgd_fail(LRGD_E_INVALID, "train: sampled %d < 0", o->sampled);
     if (o->demos < 0 || o->demos > MAX_DEMOS)
         return lrgd_fail(LRGD_E_INVALID, "train: demos %d outside 0..%d", o->demos, MAX_DEMOS);
     if (o->max_hist < 1 || o->demo_hist < 1) return lrgd_fail(LRGD_E_INVALID, "train: max_hist and demo_hist must be >= 1");
@@ -476,6 +477,7 @@ lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_trai
         free(ext);
     }
     lrgd_tmodel_set_dropout(tr.t, (float)o->dropout, o->seed ^ 0xD209ull);
+    lrgd_tmodel_set_sampled(tr.t, o->sampled);
 
     st = tr_setup(&tr);
     if (st != LRGD_OK) goto out;
@@ -525,7 +527,7 @@ lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_trai
             tr.t->fault_layer = tr.step == o->fault_nan_step ? (o->n_layers > 1 ? 1 : 0) : -1;
             lrgd_tmodel_zero_grad(tr.t);
             double loss;
-            st = lrgd_tmodel_grad(tr.t, &b, o->dropout > 0, &loss, NULL);
+            st = lrgd_tmodel_grad(tr.t, &b, 1, &loss, NULL);
             tr.t->fault_layer = -1;
             if (st != LRGD_OK) goto out;
             double gnorm = NAN, lr = 0;
