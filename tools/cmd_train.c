@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CMD "train"
 
@@ -169,23 +168,8 @@ static void write_report(lrgd_json *j, const cli_common *com, const lrgd_train_o
     fputc('\n', j->f);
 }
 
-/* OpenMP workers that spin while waiting steal the core a descheduled
- * teammate needs: on a shared 2-core machine a training step ran 5x slower
- * with libgomp's default (active) waiting. libgomp reads the policy only at
- * start-up, so the command restarts itself once with it set, unless the
- * caller chose a policy. argv[-1] is the program (lrgd.c passes argv + 1). */
-static void passive_wait(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || getenv("LRGD_NO_REEXEC")) return;
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    setenv("LRGD_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv - 1);
-    /* no /proc: carry on with the default policy */
-}
-
 int cmd_train(int argc, char **argv)
 {
-    passive_wait(argv);
     static const struct option opts[] = {
         {"data", required_argument, 0, OPT_DATA}, {"format", required_argument, 0, OPT_FORMAT},
         {"out", required_argument, 0, OPT_OUT}, {"layers", required_argument, 0, OPT_LAYERS},
