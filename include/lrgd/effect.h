@@ -102,14 +102,17 @@ void lrgd_store_free(lrgd_store *s);
 /* Forget every entry (keeps the memory). */
 void lrgd_store_clear(lrgd_store *s);
 int lrgd_store_n(const lrgd_store *s);
+/* Plausibility (off by default: it costs the logits of every row): the
+ * mean log-likelihood of a demonstration's item tokens, each given T and the
+ * tokens before it, measured by lrgd_store_add while on. */
+void lrgd_store_set_plaus(lrgd_store *s, int on);
 /* Encode one demonstration (its tokens) at the slot after T; noise: NULL, or
  * n x dim values added to its input embeddings (the embedding-noise
- * perturbation). *id: its entry. Also measures its plausibility: the mean
- * log-likelihood of its item tokens, each given T and the tokens before it. */
+ * perturbation). *id: its entry. */
 lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float *noise, int *id);
 int lrgd_store_len(const lrgd_store *s, int id);
 const int *lrgd_store_tokens(const lrgd_store *s, int id);
-double lrgd_store_plaus(const lrgd_store *s, int id);
+double lrgd_store_plaus(const lrgd_store *s, int id); /* NaN when not measured */
 /* <dW_a, dW_b>_F summed over layers and kv heads (product form
  * sum_{i in a, j in b} (v_i.v_j)(k_i.k_j)/dh, both as if ending right before
  * the query: the position-free geometry of the implicit updates). */
@@ -127,6 +130,63 @@ lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const in
 double lrgd_spearman(const double *x, const double *y, int n);
 /* Pearson correlation (NaN when undefined). */
 double lrgd_pearson(const double *x, const double *y, int n);
+
+/* ---- validity: Effect_D against the ground truth ------------------------------
+ *
+ * For a seeded sample of users of a leave-one-out split: the target is the
+ * validation item, the query the training items, the candidates the P most
+ * similar training demonstrations (lrgd_demo_index_similar at the
+ * validation step). Each distinct candidate is encoded once (shared by every
+ * user), each user is probed once, then every (user, demonstration) pair is
+ * scored with dot products; with truth, dlogP = log p(y | T, d, Q) -
+ * log p(y | T, Q) is measured with a real forward pass per pair (T's cache
+ * reused). The timings of both are taken in the same run. */
+typedef struct lrgd_validity_opts {
+    int n_users;          /* sampled users (default 100) */
+    const int32_t *users; /* or exactly these users (n_users of them) */
+    int pool;             /* candidates per user (default 50) */
+    int max_hist, demo_hist; /* default 50, 20 */
+    int truth;            /* 1: measure dlogP (default 1) */
+    int top_k;            /* for the gain summary (default 3) */
+    uint64_t seed;
+} lrgd_validity_opts;
+void lrgd_validity_opts_init(lrgd_validity_opts *o);
+
+typedef struct lrgd_validity_pair {
+    int user, demo_user, len;   /* dataset ids; len: tokens of the demonstration */
+    double effect, per_token;   /* Effect_D and Effect_D / len */
+    double dlogp;               /* ground truth (NaN without truth) */
+} lrgd_validity_pair;
+
+typedef struct lrgd_validity {
+    int n_users, n_pairs;
+    lrgd_validity_pair *pairs;  /* grouped by user */
+    double *logp0;              /* [n_users] log p(y | T, Q) */
+    int32_t *users;             /* [n_users] */
+    /* agreement (NaN without truth) */
+    double rho;                 /* Spearman over all pairs: Effect_D vs dlogP */
+    double rho_per_token;       /* the per-token form vs dlogP */
+    double rho_user_mean;       /* mean of the per-user Spearman rho (users with >= 3 pairs) */
+    double pearson;
+    double top1_agree;          /* share of users whose best demonstration by Effect_D is the best by dlogP */
+    double gain_top, gain_all, gain_bottom; /* mean dlogP of each user's top_k by Effect_D, of all, of the bottom top_k */
+    /* cost, seconds and counts of this run */
+    double t_encode, t_probe, t_score, t_truth;
+    int64_t n_encoded, n_truth;
+    double us_score_per_pair;   /* Effect_D scoring only */
+    double us_effect_per_pair;  /* scoring + encoding + probes, amortized over the pairs */
+    double us_truth_per_pair;   /* one ground-truth forward pass */
+} lrgd_validity;
+void lrgd_validity_free(lrgd_validity *v);
+lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, const lrgd_validity_opts *o,
+                                 lrgd_validity **out);
+
+/* The model's item tokens are the dataset's items (same count, same external
+ * ids in the same order): what the commands require of --model and --data. */
+lrgd_status lrgd_model_check_items(const lrgd_model *m, const lrgd_dataset *ds);
+/* n distinct users of the split, a seeded sample (partial Fisher-Yates over
+ * lrgd_split_users); n <= lrgd_split_n_users. */
+lrgd_status lrgd_sample_users(const lrgd_split *sp, int n, uint64_t seed, int32_t *out);
 
 /* ---- perturbations (LRGD.md §3) ------------------------------------------------
  *
@@ -176,10 +236,11 @@ int lrgd_selection_count(const lrgd_selection *s, int u); /* 0 when unset */
 lrgd_status lrgd_selection_get(const lrgd_selection *s, int u, int i, lrgd_demo *d, int32_t *src);
 /* The baselines as selections, in the same order as the model scorer uses:
  * LRGD_DEMOS_SIMILAR (the k most similar pool users, the most similar next
- * to the query) or LRGD_DEMOS_RANDOM, for the query histories at `step` of
- * the given users (NULL: every user of the split). */
-lrgd_status lrgd_selection_baseline(const lrgd_demo_index *ix, lrgd_demo_mode mode, int k, uint64_t seed,
-                                    const int32_t *users, int n_users, lrgd_selection *s);
+ * to the query) or LRGD_DEMOS_RANDOM, for the query histories of the given
+ * users (NULL: every user of the split) at the index's step; ix must be
+ * built on sp. */
+lrgd_status lrgd_selection_baseline(const lrgd_split *sp, const lrgd_demo_index *ix, lrgd_demo_mode mode, int k,
+                                    uint64_t seed, const int32_t *users, int n_users, lrgd_selection *s);
 
 /* A scorer for lrgd_evaluate: user u's prompt is [BOS | u's selected
  * demonstrations | history ANS]; users without a selection get zero-shot
@@ -240,8 +301,9 @@ typedef struct lrgd_opt_user {
     double logp_similar;     /* ... with the k most similar (the baseline) */
     double logp_stage1;      /* ... with the stage-1 choice (real forward pass) */
     double logp_stage2;      /* ... after stage 2 (= stage 1 when stage 2 did not run or changed nothing) */
-    double obj_stage1, obj_stage2; /* regularized objective of each choice */
-    int edits;               /* accepted item swaps */
+    double obj_stage1;       /* stage 1's objective: the sum of the picks' regularized marginal gains */
+    double j_stage1, j_stage2; /* stage 2's objective J (real forward passes, see optimize.c) of each choice */
+    int edits;               /* items of the user's demonstrations that differ from stage 1 at the end */
 } lrgd_opt_user;
 
 typedef struct lrgd_opt_result {
@@ -321,7 +383,8 @@ typedef struct lrgd_synth_opts {
     int items_per_group;    /* default 16 */
     int users_per_cluster;  /* default 40 */
     int min_len, max_len;   /* sequence lengths (default 7..11) */
-    double noise;           /* probability that a step leaves the cluster's cycle (default 0.05) */
+    double noise;           /* probability that a step emits a random item of the cluster (default 0.05) */
+    int private_items;      /* items owned by each cluster besides the group's shared ones (default 0) */
     uint64_t seed;
 } lrgd_synth_opts;
 void lrgd_synth_opts_init(lrgd_synth_opts *o);
@@ -334,7 +397,9 @@ const lrgd_dataset *lrgd_synth_dataset(const lrgd_synth *s);
 int lrgd_synth_n_clusters(const lrgd_synth *s);
 int lrgd_synth_cluster(const lrgd_synth *s, int u);
 int lrgd_synth_group(const lrgd_synth *s, int u);
-/* succ_c(item), -1 outside the cluster's group. */
+/* 1 if item is one of its group's shared items (not a cluster's private one). */
+int lrgd_synth_is_shared(const lrgd_synth *s, int32_t item);
+/* succ_c(item), -1 outside the cluster's items. */
 int32_t lrgd_synth_next(const lrgd_synth *s, int c, int32_t item);
 /* 1 if a -> y occurs consecutively in d's items (history then answer). */
 int lrgd_synth_has_transition(const lrgd_demo *d, int32_t a, int32_t y);

@@ -35,7 +35,12 @@ struct lrgd_effect {
     /* answer-row backward scratch */
     float *b_buf;
     int *tok_buf;        /* [seq_len] prompt assembly */
+    float *embd_buf;     /* [seq_len][dim] prompts with embedding noise */
 };
+
+/* Logits (vocab floats, the engine's buffer) at the last token of
+ * tokens[0..n) (T first) or of T + embd rows (embd != NULL: n - n_instr rows). */
+lrgd_status ef_last_logits(lrgd_effect *e, const int *tokens, const float *embd, int n, const float **logits);
 
 /* y = W^T dy for a weight of any dtype: dx[cols] (+)= sum_r dy[r] W[r][:]. */
 lrgd_status ef_wt_vec(lrgd_effect *e, int slot, const lrgd_weight *w, const float *dy, float *dx, int accumulate);
@@ -64,7 +69,7 @@ struct lrgd_probe {
 struct lrgd_store {
     lrgd_effect *e;
     int L, KV;          /* KV = n_kv_heads * head_dim */
-    int n, cap;
+    int n, cap, plaus_on;
     int *off, *len;     /* [cap] rows */
     double *plaus, *self; /* [cap]: plausibility, <dW, dW> */
     int n_rows, cap_rows;

@@ -32,7 +32,8 @@ lrgd_status lrgd_effect_new(const lrgd_model *m, lrgd_effect **out)
         size_t nb = 8 * (size_t)(e->c.dim + e->c.hidden_dim + e->c.n_heads * e->c.head_dim) + V;
         e->b_buf = lrgd_alloc_n(nb, sizeof(float));
         e->tok_buf = malloc((size_t)e->c.seq_len * sizeof *e->tok_buf);
-        if (!e->logits || !e->instr_logits || !e->w32 || !e->b_buf || !e->tok_buf)
+        e->embd_buf = lrgd_alloc_n((size_t)e->c.seq_len * e->c.dim, sizeof(float));
+        if (!e->logits || !e->instr_logits || !e->w32 || !e->b_buf || !e->tok_buf || !e->embd_buf)
             st = lrgd_fail(LRGD_E_NOMEM, "effect: out of memory");
     }
     if (st == LRGD_OK) st = lrgd_eval(e->st, e->instr, e->n_instr, e->instr_logits, 0);
@@ -55,6 +56,7 @@ void lrgd_effect_free(lrgd_effect *e)
     free(e->w32);
     lrgd_free(e->b_buf);
     free(e->tok_buf);
+    lrgd_free(e->embd_buf);
     ef_capture *c = &e->cap;
     lrgd_free(c->x_in);
     lrgd_free(c->q);
@@ -236,5 +238,13 @@ lrgd_status lrgd_query_tokens(const lrgd_prompt_vocab *v, const int32_t *hist, i
     }
     tok[nh] = v->ans;
     *n = nh + 1;
+    return LRGD_OK;
+}
+
+lrgd_status ef_last_logits(lrgd_effect *e, const int *tokens, const float *embd, int n, const float **logits)
+{
+    e->cap.mode = 0;
+    LRGD_TRY(ef_eval_after_instr(e, tokens, embd, n, e->logits, 0));
+    *logits = e->logits;
     return LRGD_OK;
 }

@@ -38,6 +38,7 @@ void lrgd_store_clear(lrgd_store *s)
 }
 
 int lrgd_store_n(const lrgd_store *s) { return s->n; }
+void lrgd_store_set_plaus(lrgd_store *s, int on) { s->plaus_on = on != 0; }
 int lrgd_store_len(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->len[id] : 0; }
 const int *lrgd_store_tokens(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->tok + s->off[id] : NULL; }
 double lrgd_store_plaus(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->plaus[id] : NAN; }
@@ -134,7 +135,7 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     e->cap.mode = 2;
     e->cap.row0 = ni;
     e->cap.n = n;
-    lrgd_status st = ef_eval_after_instr(e, embd ? NULL : tok, embd, ni + n, e->logits, 1);
+    lrgd_status st = ef_eval_after_instr(e, embd ? NULL : tok, embd, ni + n, s->plaus_on ? e->logits : NULL, 1);
     lrgd_free(embd);
     LRGD_TRY(st);
 
@@ -143,7 +144,7 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     const lrgd_prompt_vocab *v = &e->v;
     double sum = 0;
     int cnt = 0;
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n && s->plaus_on; j++) {
         if (tokens[j] < v->n_special || tokens[j] >= v->n_special + v->n_items) continue;
         const float *lg = j == 0 ? e->instr_logits : e->logits + (size_t)(j - 1) * c->vocab_size;
         sum += ef_item_logp(e, lg, tokens[j]);
@@ -160,11 +161,11 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     memcpy(s->tok + r0, tokens, (size_t)n * sizeof(int));
     s->off[idx] = r0;
     s->len[idx] = n;
-    s->plaus[idx] = cnt ? sum / cnt : 0.0;
+    s->plaus[idx] = !s->plaus_on ? NAN : cnt ? sum / cnt : 0.0;
     s->n_rows += n;
     s->n++;
     s->self[idx] = lrgd_store_inner(s, idx, s, idx);
-    if (!isfinite(s->self[idx]) || !isfinite(s->plaus[idx])) {
+    if (!isfinite(s->self[idx]) || (s->plaus_on && !isfinite(s->plaus[idx]))) {
         s->n--;
         s->n_rows -= n;
         return lrgd_fail(LRGD_E_NUMERIC, "store: the demonstration's keys/values are not finite");

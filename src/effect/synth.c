@@ -3,12 +3,15 @@
  * Amazon data is at hand).
  *
  * Items fall into n_groups disjoint groups. Each group is shared by
- * clusters_per_group taste clusters; cluster c walks the group's items along
- * its own cycle succ_c (one cycle through every item of the group), and the
- * cycles of the clusters sharing a group never agree on a successor. A user
- * of cluster c starts at a random item of the group and takes
- * succ_c(previous) at each step, or with probability `noise` a random item
- * of the group. Sequences are shorter than a cycle, so a user's history
+ * clusters_per_group taste clusters; each cluster may also own
+ * private_items items of its own. Cluster c walks the group's shared items
+ * and its private ones along its own cycle succ_c (one cycle through all of
+ * them), and the cycles of the clusters sharing a group never agree on the
+ * successor of a shared item. A user
+ * of cluster c walks succ_c from a start point (starts are staggered along
+ * the cycle so that the cluster's users cover every item); with probability
+ * `noise` a step emits a random item of the group instead (a stray click)
+ * and the walk goes on. Sequences are shorter than a cycle, so a user's history
  * rarely shows the item it ends on twice: the next step can be read only
  * from the cluster's transition, either memorized or copied from a
  * demonstration that contains it.
@@ -49,6 +52,7 @@ void lrgd_synth_opts_init(lrgd_synth_opts *o)
     o->min_len = 7;
     o->max_len = 11;
     o->noise = 0.05;
+    o->private_items = 0;
     o->seed = 42;
 }
 
@@ -62,10 +66,10 @@ void lrgd_synth_free(lrgd_synth *s)
     free(s);
 }
 
-/* A random cycle through the n items base..base+n-1: succ[perm[i]] = perm[i+1]. */
-static void random_cycle(lrgd_rng *r, int base, int n, int32_t *perm, int32_t *succ)
+/* A random cycle through items[0..n): succ[perm[i]] = perm[i+1]. */
+static void random_cycle(lrgd_rng *r, const int32_t *items, int n, int32_t *perm, int32_t *succ)
 {
-    for (int i = 0; i < n; i++) perm[i] = base + i;
+    memcpy(perm, items, (size_t)n * sizeof *perm);
     for (int i = n - 1; i > 0; i--) {
         int j = (int)lrgd_rng_below(r, (uint32_t)(i + 1));
         int32_t t = perm[i];
@@ -104,32 +108,39 @@ lrgd_status lrgd_synth_new(const lrgd_synth_opts *o, lrgd_synth **out)
     if ((int64_t)o->n_groups * o->items_per_group > 1000000 ||
         (int64_t)o->n_groups * o->clusters_per_group * o->users_per_cluster > 1000000 || o->max_len > 100000)
         return lrgd_fail(LRGD_E_INVALID, "synthetic data: more than 10^6 items or users");
+    if (o->private_items < 0 || o->private_items > 100000)
+        return lrgd_fail(LRGD_E_INVALID, "synthetic data: private items per cluster outside 0..100000");
     lrgd_synth *s = calloc(1, sizeof *s);
     if (!s) return lrgd_fail(LRGD_E_NOMEM, "synthetic data: out of memory");
     s->o = *o;
-    s->n_clusters = o->n_groups * o->clusters_per_group;
-    s->n_items = o->n_groups * o->items_per_group;
+    int S = o->items_per_group, C = o->clusters_per_group, Pv = o->private_items, n = S + Pv;
+    int block = S + C * Pv; /* items of one group: shared, then each cluster's private ones */
+    s->n_clusters = o->n_groups * C;
+    s->n_items = o->n_groups * block;
     s->n_users = s->n_clusters * o->users_per_cluster;
     s->cluster = malloc((size_t)s->n_users * sizeof *s->cluster);
     s->succ = malloc((size_t)s->n_clusters * s->n_items * sizeof *s->succ);
-    int32_t *perm = malloc((size_t)o->items_per_group * sizeof *perm);
+    int32_t *perms = malloc((size_t)s->n_clusters * n * sizeof *perms), *perm = perms;
+    int32_t *list = malloc((size_t)s->n_clusters * n * sizeof *list);
     int32_t *seq = malloc((size_t)o->max_len * sizeof *seq);
     lrgd_status st = LRGD_OK;
     size_t cap = 0;
-    if (!s->cluster || !s->succ || !perm || !seq) st = lrgd_fail(LRGD_E_NOMEM, "synthetic data: out of memory");
+    if (!s->cluster || !s->succ || !perms || !list || !seq) st = lrgd_fail(LRGD_E_NOMEM, "synthetic data: out of memory");
     lrgd_rng r;
     lrgd_rng_seed(&r, o->seed, 0x5e7a11);
     for (int c = 0; st == LRGD_OK && c < s->n_clusters; c++) {
-        int g = c / o->clusters_per_group, base = g * o->items_per_group;
-        int32_t *sc = s->succ + (size_t)c * s->n_items;
+        int g = c / C, gb = g * block;
+        int32_t *sc = s->succ + (size_t)c * s->n_items, *li = list + (size_t)c * n;
+        perm = perms + (size_t)c * n;
+        for (int i = 0; i < S; i++) li[i] = gb + i;
+        for (int i = 0; i < Pv; i++) li[S + i] = gb + S + (c % C) * Pv + i;
         for (int i = 0; i < s->n_items; i++) sc[i] = -1;
-        /* redraw until no earlier cluster of the group agrees on any successor */
+        /* redraw until no earlier cluster of the group agrees on the successor of a shared item */
         for (int tries = 0;; tries++) {
-            random_cycle(&r, base, o->items_per_group, perm, sc);
+            random_cycle(&r, li, n, perm, sc);
             int clash = 0;
-            for (int c2 = g * o->clusters_per_group; c2 < c && !clash; c2++)
-                for (int i = base; i < base + o->items_per_group && !clash; i++)
-                    clash = s->succ[(size_t)c2 * s->n_items + i] == sc[i];
+            for (int c2 = g * C; c2 < c && !clash; c2++)
+                for (int i = gb; i < gb + S && !clash; i++) clash = s->succ[(size_t)c2 * s->n_items + i] == sc[i];
             if (!clash) break;
             if (tries > 100000) {
                 st = lrgd_fail(LRGD_E_RUNTIME, "synthetic data: could not draw disagreeing cycles");
@@ -139,16 +150,24 @@ lrgd_status lrgd_synth_new(const lrgd_synth_opts *o, lrgd_synth **out)
     }
     char line[32];
     for (int u = 0; st == LRGD_OK && u < s->n_users; u++) {
-        int c = u / o->users_per_cluster, g = c / o->clusters_per_group, base = g * o->items_per_group;
-        const int32_t *sc = s->succ + (size_t)c * s->n_items;
+        int c = u / o->users_per_cluster;
+        const int32_t *li = list + (size_t)c * n;
         s->cluster[u] = c;
         lrgd_rng ru;
         lrgd_rng_seed(&ru, o->seed, 0x05e2000000ull + (uint64_t)u);
         int len = o->min_len + (int)lrgd_rng_below(&ru, (uint32_t)(o->max_len - o->min_len + 1));
-        seq[0] = base + (int32_t)lrgd_rng_below(&ru, (uint32_t)o->items_per_group);
-        for (int i = 1; i < len; i++)
-            seq[i] = lrgd_rng_uniform(&ru) < o->noise ? base + (int32_t)lrgd_rng_below(&ru, (uint32_t)o->items_per_group)
-                                                      : sc[seq[i - 1]];
+        /* staggered starts along the cycle, so that the cluster's users cover every item:
+         * user j starts up to `slack` steps before position j * n / users */
+        int upc = o->users_per_cluster, j = u % upc;
+        int gap = (n + upc - 1) / upc, slack = o->min_len - gap > 0 ? o->min_len - gap : 0;
+        int start = (int)((int64_t)j * n / upc) - (int)lrgd_rng_below(&ru, (uint32_t)slack + 1);
+        /* the walk follows the cycle; a noisy step emits a random item of the cluster instead
+         * (a stray click) and the walk goes on where it was */
+        start = (start % n + n) % n;
+        for (int i = 0; i < len; i++) {
+            seq[i] = perms[(size_t)c * n + (size_t)((start + i) % n)];
+            if (o->noise > 0 && lrgd_rng_uniform(&ru) < o->noise) seq[i] = li[lrgd_rng_below(&ru, (uint32_t)n)];
+        }
         /* Amazon format: ids from 1 (item k is internal id k-1 after loading) */
         snprintf(line, sizeof line, "%d", u + 1);
         st = text_append(s, &cap, line);
@@ -158,12 +177,14 @@ lrgd_status lrgd_synth_new(const lrgd_synth_opts *o, lrgd_synth **out)
         }
         if (st == LRGD_OK) st = text_append(s, &cap, "\n");
     }
-    free(perm);
+    free(list);
+    free(perms);
     free(seq);
     if (st == LRGD_OK) st = lrgd_dataset_parse(s->text, s->text_len, "synthetic", LRGD_DATA_AMAZON, &s->ds);
     /* every item occurs (a group's cycle is walked by many users), so internal id = item */
     if (st == LRGD_OK && lrgd_dataset_n_items(s->ds) != s->n_items)
-        st = lrgd_fail(LRGD_E_RUNTIME, "synthetic data: only %d of %d items occur; use more users per cluster",
+        st = lrgd_fail(LRGD_E_INVALID, "synthetic data: only %d of %d items occur (users per cluster x min_len must "
+                       "cover items per group, and noise can skip items); use more users or longer sequences",
                        lrgd_dataset_n_items(s->ds), s->n_items);
     if (st != LRGD_OK) {
         lrgd_synth_free(s);
@@ -181,6 +202,12 @@ int lrgd_synth_cluster(const lrgd_synth *s, int u) { return u >= 0 && u < s->n_u
 int lrgd_synth_group(const lrgd_synth *s, int u)
 {
     return u >= 0 && u < s->n_users ? s->cluster[u] / s->o.clusters_per_group : -1;
+}
+
+int lrgd_synth_is_shared(const lrgd_synth *s, int32_t item)
+{
+    int block = s->o.items_per_group + s->o.clusters_per_group * s->o.private_items;
+    return item >= 0 && item < s->n_items && item % block < s->o.items_per_group;
 }
 
 int32_t lrgd_synth_next(const lrgd_synth *s, int c, int32_t item)

@@ -1,0 +1,258 @@
+/* Effect_D validity: Spearman's rho against the ground truth dlogP over
+ * (user, demonstration) pairs, and the cost of each, from the same run. */
+#include "effect/stage.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lrgd_validity_opts_init(lrgd_validity_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_users = 100;
+    o->pool = 50;
+    o->max_hist = 50;
+    o->demo_hist = 20;
+    o->truth = 1;
+    o->top_k = 3;
+    o->seed = 42;
+}
+
+void lrgd_validity_free(lrgd_validity *v)
+{
+    if (!v) return;
+    free(v->pairs);
+    free(v->logp0);
+    free(v->users);
+    free(v);
+}
+
+lrgd_status lrgd_model_check_items(const lrgd_model *m, const lrgd_dataset *ds)
+{
+    int n = lrgd_dataset_n_items(ds);
+    if (m->rec.n_items <= 0)
+        return lrgd_fail(LRGD_E_UNSUPPORTED, "the model has no item vocabulary (a recommendation model is needed)");
+    if (m->rec.n_items != n)
+        return lrgd_fail(LRGD_E_INVALID, "the model has %d item tokens, the dataset %d items (was the model trained on "
+                                         "this file?)", m->rec.n_items, n);
+    for (int i = 0; i < n; i++)
+        if (m->rec.item_ext[i] != lrgd_dataset_item_ext(ds, i))
+            return lrgd_fail(LRGD_E_INVALID, "item token %d is item %lld in the model but item %s in the dataset (was "
+                             "the model trained on this file?)", m->rec.n_special + i, (long long)m->rec.item_ext[i],
+                             lrgd_dataset_item_name(ds, i));
+    return LRGD_OK;
+}
+
+lrgd_status lrgd_sample_users(const lrgd_split *sp, int n, uint64_t seed, int32_t *out)
+{
+    int N = lrgd_split_n_users(sp);
+    if (n < 0 || n > N) return lrgd_fail(LRGD_E_INVALID, "%d users requested, the split has %d", n, N);
+    int32_t *all = malloc((size_t)(N ? N : 1) * sizeof *all);
+    if (!all) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    memcpy(all, lrgd_split_users(sp), (size_t)N * sizeof *all);
+    lrgd_rng r;
+    lrgd_rng_seed(&r, seed, 0x5a3b1e);
+    for (int i = 0; i < n; i++) {
+        int j = i + (int)lrgd_rng_below(&r, (uint32_t)(N - i));
+        int32_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+        out[i] = all[i];
+    }
+    free(all);
+    return LRGD_OK;
+}
+
+typedef struct idx_val { double v; int i; } idx_val;
+static int cmp_desc(const void *a, const void *b)
+{
+    const idx_val *x = a, *y = b;
+    if (x->v > y->v) return -1;
+    if (x->v < y->v) return 1;
+    return x->i - y->i;
+}
+
+static void summarize(lrgd_validity *V, int top_k)
+{
+    int n = V->n_pairs;
+    double *e = malloc((size_t)(n ? n : 1) * sizeof *e), *pt = malloc((size_t)(n ? n : 1) * sizeof *pt),
+           *g = malloc((size_t)(n ? n : 1) * sizeof *g);
+    idx_val *iv = malloc((size_t)(n ? n : 1) * sizeof *iv);
+    V->rho = V->rho_per_token = V->rho_user_mean = V->pearson = V->top1_agree = NAN;
+    V->gain_top = V->gain_all = V->gain_bottom = NAN;
+    if (!e || !pt || !g || !iv || n < 2 || isnan(V->pairs[0].dlogp)) goto done;
+    for (int i = 0; i < n; i++) {
+        e[i] = V->pairs[i].effect;
+        pt[i] = V->pairs[i].per_token;
+        g[i] = V->pairs[i].dlogp;
+    }
+    V->rho = lrgd_spearman(e, g, n);
+    V->rho_per_token = lrgd_spearman(pt, g, n);
+    V->pearson = lrgd_pearson(e, g, n);
+    double rs = 0, agree = 0, gt = 0, ga = 0, gb = 0;
+    int nr = 0, nu = 0, nt = 0, na = 0, nb = 0;
+    for (int a = 0; a < n;) {
+        int b = a;
+        while (b < n && V->pairs[b].user == V->pairs[a].user) b++;
+        int m = b - a;
+        if (m >= 3) {
+            double r = lrgd_spearman(e + a, g + a, m);
+            if (!isnan(r)) { rs += r; nr++; }
+        }
+        if (m >= 1) {
+            int be = a, bg = a;
+            for (int i = a; i < b; i++) {
+                if (e[i] > e[be]) be = i;
+                if (g[i] > g[bg]) bg = i;
+                ga += g[i];
+                na++;
+            }
+            agree += g[be] == g[bg];
+            nu++;
+            for (int i = 0; i < m; i++) iv[i] = (idx_val){e[a + i], i};
+            qsort(iv, (size_t)m, sizeof *iv, cmp_desc);
+            int k = top_k < m ? top_k : m;
+            for (int i = 0; i < k; i++) { gt += g[a + iv[i].i]; nt++; }
+            for (int i = m - k; i < m; i++) { gb += g[a + iv[i].i]; nb++; }
+        }
+        a = b;
+    }
+    V->rho_user_mean = nr ? rs / nr : NAN;
+    V->top1_agree = nu ? agree / nu : NAN;
+    V->gain_top = nt ? gt / nt : NAN;
+    V->gain_all = na ? ga / na : NAN;
+    V->gain_bottom = nb ? gb / nb : NAN;
+done:
+    free(e);
+    free(pt);
+    free(g);
+    free(iv);
+}
+
+lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, const lrgd_validity_opts *o,
+                                 lrgd_validity **out)
+{
+    *out = NULL;
+    if (o->pool < 1 || o->max_hist < 1 || o->demo_hist < 1 || o->max_hist > 4000 || o->demo_hist > 4000 ||
+        o->top_k < 1 || o->n_users < 1)
+        return lrgd_fail(LRGD_E_INVALID, "validity: needs users >= 1, pool >= 1, top_k >= 1, histories in 1..4000");
+    if (!lrgd_split_is_loo(sp)) return lrgd_fail(LRGD_E_INVALID, "validity: needs a leave-one-out split");
+    const lrgd_dataset *ds = lrgd_split_dataset(sp);
+    LRGD_TRY(lrgd_model_check_items(m, ds));
+    if (!o->users && o->n_users > lrgd_split_n_users(sp))
+        return lrgd_fail(LRGD_E_INVALID, "validity: %d users requested, the split has %d", o->n_users,
+                         lrgd_split_n_users(sp));
+    int nu = lrgd_dataset_n_users(ds), NU = o->n_users, P = o->pool;
+    lrgd_validity *V = calloc(1, sizeof *V);
+    lrgd_effect *e = NULL;
+    lrgd_store *st = NULL;
+    lrgd_demo_index *ix = NULL;
+    int *sid = malloc((size_t)nu * sizeof *sid), *ids = malloc((size_t)P * sizeof *ids);
+    int32_t *cu = malloc((size_t)P * sizeof *cu);
+    double *eff = malloc((size_t)P * sizeof *eff), *ptk = malloc((size_t)P * sizeof *ptk);
+    int *tok = NULL, *qt = malloc(4096 * sizeof *qt);
+    lrgd_status s_ = V && sid && ids && cu && eff && ptk && qt ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    if (s_ == LRGD_OK) {
+        V->users = malloc((size_t)NU * sizeof *V->users);
+        V->logp0 = malloc((size_t)NU * sizeof *V->logp0);
+        V->pairs = malloc((size_t)NU * P * sizeof *V->pairs);
+        if (!V->users || !V->logp0 || !V->pairs) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    }
+    if (s_ == LRGD_OK) {
+        if (o->users) memcpy(V->users, o->users, (size_t)NU * sizeof *V->users);
+        else s_ = lrgd_sample_users(sp, NU, o->seed, V->users);
+    }
+    for (int i = 0; s_ == LRGD_OK && i < NU; i++)
+        if (!lrgd_split_has_user(sp, V->users[i]))
+            s_ = lrgd_fail(LRGD_E_INVALID, "validity: user %d does not take part in the split", V->users[i]);
+    if (s_ == LRGD_OK) s_ = lrgd_effect_new(m, &e);
+    if (s_ == LRGD_OK) s_ = lrgd_store_new(e, &st);
+    if (s_ == LRGD_OK) s_ = lrgd_demo_index_new(sp, LRGD_STEP_VALID, o->demo_hist, &ix);
+    if (s_ == LRGD_OK && !(tok = malloc((size_t)e->c.seq_len * sizeof *tok))) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    if (s_ == LRGD_OK)
+        for (int i = 0; i < nu; i++) sid[i] = -1;
+    lrgd_progress pg;
+    lrgd_progress_begin(&pg, "effect", "users", NU);
+    for (int ui = 0; ui < NU && s_ == LRGD_OK; ui++) {
+        int u = V->users[ui];
+        const int32_t *h;
+        int nh, nq = 0, nc = 0;
+        lrgd_split_history(sp, LRGD_STEP_VALID, u, &h, &nh);
+        int32_t y = lrgd_split_target(sp, LRGD_STEP_VALID, u);
+        if ((s_ = lrgd_query_tokens(&e->v, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
+        if ((s_ = lrgd_demo_index_similar(ix, h, nh, u, P, cu, NULL, &nc)) != LRGD_OK) break;
+        /* encode the candidates not seen yet: once for every user */
+        double t0 = lrgd_now();
+        int ne = 0;
+        for (int c = 0; c < nc && s_ == LRGD_OK; c++) {
+            if (sid[cu[c]] >= 0) continue;
+            lrgd_demo d;
+            if ((s_ = lrgd_demo_index_demo(ix, cu[c], &d, NULL)) != LRGD_OK) break;
+            s_ = st_encode(e, st, &d, o->demo_hist, 0, 0, 0, NULL, NULL, 0, &sid[cu[c]]);
+            ne++;
+        }
+        V->t_encode += lrgd_now() - t0;
+        V->n_encoded += ne;
+        if (s_ != LRGD_OK) break;
+        /* one probe per user */
+        t0 = lrgd_now();
+        lrgd_probe *p = NULL;
+        s_ = lrgd_probe_run(e, NULL, NULL, 0, qt, nq, y, &p);
+        V->t_probe += lrgd_now() - t0;
+        if (s_ != LRGD_OK) break;
+        V->logp0[ui] = lrgd_probe_logp(p);
+        for (int c = 0; c < nc; c++) ids[c] = sid[cu[c]];
+        t0 = lrgd_now();
+        s_ = lrgd_effect_score(st, p, ids, nc, eff, ptk);
+        V->t_score += lrgd_now() - t0;
+        lrgd_probe_free(p);
+        if (s_ != LRGD_OK) break;
+        for (int c = 0; c < nc && s_ == LRGD_OK; c++) {
+            lrgd_validity_pair *pr = &V->pairs[V->n_pairs++];
+            *pr = (lrgd_validity_pair){u, cu[c], lrgd_store_len(st, ids[c]), eff[c], ptk[c], NAN};
+            if (!o->truth) continue;
+            /* ground truth: [T | d | Q], T's cache reused */
+            int k = e->n_instr, len = lrgd_store_len(st, ids[c]);
+            if (k + len + nq > e->c.seq_len) {
+                s_ = lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context",
+                               u, cu[c]);
+                break;
+            }
+            memcpy(tok, e->instr, (size_t)k * sizeof *tok);
+            memcpy(tok + k, lrgd_store_tokens(st, ids[c]), (size_t)len * sizeof *tok);
+            memcpy(tok + k + len, qt, (size_t)nq * sizeof *tok);
+            double lp;
+            t0 = lrgd_now();
+            s_ = lrgd_effect_logp(e, tok, k + len + nq, y, &lp);
+            V->t_truth += lrgd_now() - t0;
+            V->n_truth++;
+            pr->dlogp = lp - V->logp0[ui];
+        }
+        V->n_users = ui + 1;
+        lrgd_progress_update(&pg, ui + 1, NULL);
+    }
+    lrgd_progress_end(&pg, V ? V->n_users : 0, NULL);
+    if (s_ == LRGD_OK) {
+        double np = V->n_pairs > 0 ? V->n_pairs : 1;
+        V->us_score_per_pair = 1e6 * V->t_score / np;
+        V->us_effect_per_pair = 1e6 * (V->t_score + V->t_encode + V->t_probe) / np;
+        V->us_truth_per_pair = V->n_truth ? 1e6 * V->t_truth / V->n_truth : NAN;
+        summarize(V, o->top_k);
+    }
+    lrgd_demo_index_free(ix);
+    lrgd_store_free(st);
+    lrgd_effect_free(e);
+    free(sid);
+    free(ids);
+    free(cu);
+    free(eff);
+    free(ptk);
+    free(tok);
+    free(qt);
+    if (s_ != LRGD_OK) {
+        lrgd_validity_free(V);
+        return s_;
+    }
+    *out = V;
+    return LRGD_OK;
+}

@@ -1,0 +1,536 @@
+/* lrgd optimize: the two-stage optimization of demonstrations (LRGD.md §§3-4),
+ * evaluated on the test items, and optionally the long-term replay. */
+#include "cli.h"
+#include "commands.h"
+#include "lrgd/effect.h"
+#include "model/model_impl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char help_optimize[] =
+    "usage: lrgd optimize --model M --data FILE [options]\n"
+    "\n"
+    "Choose and refine in-context demonstrations for a seeded sample of users\n"
+    "(LRGD.md §§3-4), against each user's validation item (never the test item):\n"
+    "  stage 1: the P most similar training demonstrations are scored by robust\n"
+    "           Effect_D (mean - beta * std over M perturbed copies), and k are\n"
+    "           chosen greedily under the regularized objective (trust region\n"
+    "           lambda |sum dW|^2 / |W_0|^2, redundancy mu sum cos(dW_a, dW_b)),\n"
+    "           re-scoring the marginal effects as the set grows;\n"
+    "  stage 2: gradient-proposed item swaps inside the chosen demonstrations\n"
+    "           (HotFlip/GCG), verified by forward passes; an edit is kept only if\n"
+    "           the regularized objective improves and the edited demonstration\n"
+    "           stays plausible; a collapse guard watches held-out validation\n"
+    "           users and undoes a round that drops their metric below stage 1's.\n"
+    "Then the test items of the optimized users are ranked over all items with\n"
+    "zero-shot, similar, stage-1 and two-stage prompts (paired tests).\n"
+    "\n"
+    "options:\n"
+    "  --model M          a recommendation model trained on FILE (GGUF from lrgd train)\n"
+    "  --data FILE        interactions (Amazon sequence file or RecBole .inter)\n"
+    "  --users N          optimized users, a seeded sample (default 100)\n"
+    "  --hold N           held-out validation users for the collapse guard, disjoint\n"
+    "                     from the optimized ones (default 50; 0: no guard)\n"
+    "  --k K              demonstrations per prompt (default 3)\n"
+    "  --pool P           candidates per user (default 50)\n"
+    "  --stage S          1: select only; 2: select and refine (default 2)\n"
+    "  --perturb SPEC     perturbations of the robust effect, comma-separated\n"
+    "                     name=value from drop, sub (random substitution), pop\n"
+    "                     (popular substitution), shuffle, noise (sigma relative to\n"
+    "                     the embedding RMS) (default drop=0.1,sub=0.1,shuffle=0.1)\n"
+    "  --m M              perturbed copies per candidate (default 8)\n"
+    "  --beta B           robust = mean - B * std (default 0.5)\n"
+    "  --lambda L         trust-region weight (default 0.02)\n"
+    "  --mu MU            redundancy weight (default 0.05)\n"
+    "  --plaus D          plausibility floor: an edited demonstration's mean item\n"
+    "                     log-likelihood may fall at most D below the original's (default 1)\n"
+    "  --no-perturb       ablation: plain Effect_D, no perturbed copies\n"
+    "  --no-reg           ablation: no trust region and no redundancy term\n"
+    "  --no-plaus         no plausibility floor\n"
+    "  --rounds R         stage-2 rounds (default 3)\n"
+    "  --proposals N      gradient proposals kept per item position (default 16)\n"
+    "  --verify N         proposals checked by forward passes per user and round (default 4)\n"
+    "  --m2 M             perturbed copies in the stage-2 objective (default 2)\n"
+    "  --guard G          held-out metric: ndcg (NDCG@10 over all items, default) or logp\n"
+    "  --guard-tol X      roll back when the metric < stage-1 value - X (default 0)\n"
+    "  --max-hist N       query history cap (default 50)\n"
+    "  --demo-hist N      demonstration history cap (default 20)\n"
+    "  --no-test          skip the test-item evaluation\n"
+    "  --replay S         also run the long-term replay with S held-back items per\n"
+    "                     user (adapted vs frozen-at-step-0 demonstrations)\n"
+    "  --replay-users N   users of the replay (default --users)\n"
+    "  --out DIR          write DIR/optimize.json and DIR/selections.json (default .)\n"
+    CLI_COMMON_HELP
+    "\n"
+    "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
+
+enum {
+    OPT_MODEL = 2201, OPT_DATA, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_STAGE, OPT_PERTURB, OPT_M, OPT_BETA,
+    OPT_LAMBDA, OPT_MU, OPT_PLAUS, OPT_NOPERT, OPT_NOREG, OPT_NOPLAUS, OPT_ROUNDS, OPT_PROPOSALS, OPT_VERIFY, OPT_M2,
+    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT
+};
+
+static int parse_perturb(const char *CMD, const char *spec, lrgd_perturb *p)
+{
+    memset(p, 0, sizeof *p);
+    char buf[512];
+    if (strlen(spec) >= sizeof buf) return cli_usage(CMD, "--perturb: specification too long");
+    strcpy(buf, spec);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq) return cli_usage(CMD, "--perturb: expected name=value, got '%s'", tok);
+        *eq = 0;
+        double v;
+        double *dst = !strcmp(tok, "drop") ? &p->drop : !strcmp(tok, "sub") ? &p->sub_random
+                    : !strcmp(tok, "pop") ? &p->sub_pop : !strcmp(tok, "shuffle") ? &p->shuffle
+                    : !strcmp(tok, "noise") ? &p->noise : NULL;
+        if (!dst) return cli_usage(CMD, "--perturb: unknown kind '%s' (drop, sub, pop, shuffle, noise)", tok);
+        if (cli_float(CMD, "perturb", eq + 1, 0, !strcmp(tok, "noise") ? 100 : 1, &v)) return CLI_USAGE;
+        *dst = v;
+    }
+    if (p->sub_random + p->sub_pop > 1) return cli_usage(CMD, "--perturb: sub + pop must not exceed 1");
+    return 0;
+}
+
+static lrgd_status mkdir_p(const char *dir)
+{
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
+        struct stat sb;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return LRGD_OK;
+    }
+    return lrgd_fail(LRGD_E_IO, "%s: cannot create the output directory (%s)", dir, strerror(errno));
+}
+
+typedef struct method_eval {
+    const char *name;
+    double hr10, ndcg10;
+    double *ndcg; /* [n] per user, evaluation order */
+    int n;
+} method_eval;
+
+static lrgd_status eval_method(lrgd_tmodel *t, const lrgd_split *sp, const lrgd_selection *sel, const int32_t *users,
+                               int n, const lrgd_opt_opts *o, const char *name, method_eval *me)
+{
+    lrgd_sel_scorer_opts so;
+    lrgd_sel_scorer_opts_init(&so);
+    so.max_hist = o->max_hist;
+    so.demo_hist = o->demo_hist;
+    lrgd_scorer sc;
+    LRGD_TRY(lrgd_scorer_selection(t, sel, &so, &sc));
+    lrgd_eval_opts eo;
+    lrgd_eval_opts_init(&eo);
+    eo.users = users;
+    eo.n_users = n;
+    eo.label = name;
+    lrgd_eval_result *er = NULL;
+    lrgd_status st = lrgd_evaluate(sp, LRGD_STEP_TEST, &sc, &eo, &er);
+    lrgd_scorer_release(&sc);
+    LRGD_TRY(st);
+    me->name = name;
+    me->n = er->n;
+    me->ndcg = malloc(sizeof(double) * (size_t)(er->n ? er->n : 1));
+    if (!me->ndcg) {
+        lrgd_eval_result_free(er);
+        return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    }
+    double a = 0, b = 0;
+    for (int i = 0; i < er->n; i++) {
+        a += lrgd_metric_value(LRGD_HR10, er->ranks[i]);
+        me->ndcg[i] = lrgd_metric_value(LRGD_NDCG10, er->ranks[i]);
+        b += me->ndcg[i];
+    }
+    me->hr10 = er->n ? a / er->n : NAN;
+    me->ndcg10 = er->n ? b / er->n : NAN;
+    lrgd_eval_result_free(er);
+    return LRGD_OK;
+}
+
+static void json_perturb(lrgd_json *j, const char *key, const lrgd_perturb *p)
+{
+    lrgd_json_key(j, key);
+    lrgd_json_obj_begin(j);
+    lrgd_json_knum(j, "drop", p->drop);
+    lrgd_json_knum(j, "sub_random", p->sub_random);
+    lrgd_json_knum(j, "sub_pop", p->sub_pop);
+    lrgd_json_knum(j, "shuffle", p->shuffle);
+    lrgd_json_knum(j, "noise", p->noise);
+    lrgd_json_obj_end(j);
+}
+
+static void json_sel(lrgd_json *j, const lrgd_dataset *ds, const lrgd_selection *s, int u)
+{
+    lrgd_json_arr_begin(j);
+    for (int i = 0; i < lrgd_selection_count(s, u); i++) {
+        lrgd_demo d;
+        int32_t src;
+        if (lrgd_selection_get(s, u, i, &d, &src) != LRGD_OK) continue;
+        lrgd_json_obj_begin(j);
+        lrgd_json_kstr(j, "from_user", src >= 0 ? lrgd_dataset_user_name(ds, src) : "");
+        lrgd_json_key(j, "history");
+        lrgd_json_arr_begin(j);
+        for (int k = 0; k < d.n_hist; k++) lrgd_json_str(j, lrgd_dataset_item_name(ds, d.hist[k]));
+        lrgd_json_arr_end(j);
+        lrgd_json_kstr(j, "answer", lrgd_dataset_item_name(ds, d.next));
+        lrgd_json_obj_end(j);
+    }
+    lrgd_json_arr_end(j);
+}
+
+static lrgd_status write_selections(const char *path, const lrgd_dataset *ds, const lrgd_opt_result *R,
+                                    const int32_t *hold, int n_hold)
+{
+    lrgd_afile af;
+    LRGD_TRY(lrgd_afile_open(&af, path));
+    lrgd_json j;
+    lrgd_json_init(&j, af.f, 1);
+    lrgd_json_obj_begin(&j);
+    lrgd_json_kstr(&j, "what", "each user's demonstrations in prompt order (the last is next to the query); items "
+                               "and users as external ids");
+    lrgd_json_key(&j, "users");
+    lrgd_json_arr_begin(&j);
+    for (int i = 0; i < R->n + n_hold; i++) {
+        int u = i < R->n ? R->users[i].user : hold[i - R->n];
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kstr(&j, "user", lrgd_dataset_user_name(ds, u));
+        lrgd_json_key(&j, "held_out");
+        lrgd_json_bool(&j, i >= R->n);
+        lrgd_json_key(&j, "stage1");
+        json_sel(&j, ds, R->stage1, u);
+        lrgd_json_key(&j, "stage2");
+        json_sel(&j, ds, R->stage2, u);
+        lrgd_json_obj_end(&j);
+    }
+    lrgd_json_arr_end(&j);
+    lrgd_json_obj_end(&j);
+    fputc('\n', af.f);
+    return lrgd_afile_commit(&af);
+}
+
+static void json_paired(lrgd_json *j, const char *key, const method_eval *a, const method_eval *b)
+{
+    lrgd_paired pt;
+    lrgd_json_key(j, key);
+    if (a->n != b->n || a->n < 2 || lrgd_paired_test(a->ndcg, b->ndcg, a->n, &pt) != LRGD_OK) {
+        lrgd_json_null(j);
+        return;
+    }
+    lrgd_json_obj_begin(j);
+    lrgd_json_kstr(j, "metric", "NDCG@10");
+    lrgd_json_knum(j, "diff", pt.diff);
+    lrgd_json_knum(j, "diff_lo", pt.diff_lo);
+    lrgd_json_knum(j, "diff_hi", pt.diff_hi);
+    lrgd_json_knum(j, "p_t", pt.p_t);
+    lrgd_json_knum(j, "p_sign", pt.p_sign);
+    lrgd_json_obj_end(j);
+}
+
+int cmd_optimize(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, OPT_MODEL},   {"data", required_argument, 0, OPT_DATA},
+        {"users", required_argument, 0, OPT_USERS},   {"hold", required_argument, 0, OPT_HOLD},
+        {"k", required_argument, 0, OPT_K},           {"pool", required_argument, 0, OPT_POOL},
+        {"stage", required_argument, 0, OPT_STAGE},   {"perturb", required_argument, 0, OPT_PERTURB},
+        {"m", required_argument, 0, OPT_M},           {"beta", required_argument, 0, OPT_BETA},
+        {"lambda", required_argument, 0, OPT_LAMBDA}, {"mu", required_argument, 0, OPT_MU},
+        {"plaus", required_argument, 0, OPT_PLAUS},   {"no-perturb", no_argument, 0, OPT_NOPERT},
+        {"no-reg", no_argument, 0, OPT_NOREG},        {"no-plaus", no_argument, 0, OPT_NOPLAUS},
+        {"rounds", required_argument, 0, OPT_ROUNDS}, {"proposals", required_argument, 0, OPT_PROPOSALS},
+        {"verify", required_argument, 0, OPT_VERIFY}, {"m2", required_argument, 0, OPT_M2},
+        {"guard", required_argument, 0, OPT_GUARD},   {"guard-tol", required_argument, 0, OPT_GUARDTOL},
+        {"max-hist", required_argument, 0, OPT_MAXH}, {"demo-hist", required_argument, 0, OPT_DEMOH},
+        {"no-test", no_argument, 0, OPT_NOTEST},      {"replay", required_argument, 0, OPT_REPLAY},
+        {"replay-users", required_argument, 0, OPT_REPLAYU}, {"out", required_argument, 0, OPT_OUT},
+        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    const char *CMD = "optimize";
+    cli_common cc;
+    cli_common_init(&cc);
+    const char *model_path = NULL, *data_path = NULL, *out_dir = ".";
+    lrgd_opt_opts o;
+    lrgd_opt_opts_init(&o);
+    long long n_users = 100, n_hold = 50, v, replay = 0, replay_users = -1;
+    int no_test = 0;
+    double d;
+    int c, r;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == CLI_OPT_HELP) { fputs(help_optimize, stdout); return CLI_OK; }
+        if ((r = cli_common_opt(CMD, c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
+        switch (c) {
+        case OPT_MODEL: model_path = optarg; break;
+        case OPT_DATA: data_path = optarg; break;
+        case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &n_users)) return CLI_USAGE; break;
+        case OPT_HOLD: if (cli_int(CMD, "hold", optarg, 0, 10000000, &n_hold)) return CLI_USAGE; break;
+        case OPT_K: if (cli_int(CMD, "k", optarg, 1, 64, &v)) return CLI_USAGE; o.k = (int)v; break;
+        case OPT_POOL: if (cli_int(CMD, "pool", optarg, 1, 100000, &v)) return CLI_USAGE; o.pool = (int)v; break;
+        case OPT_STAGE: if (cli_int(CMD, "stage", optarg, 1, 2, &v)) return CLI_USAGE; o.stage = (int)v; break;
+        case OPT_PERTURB: if (parse_perturb(CMD, optarg, &o.perturb)) return CLI_USAGE; break;
+        case OPT_M: if (cli_int(CMD, "m", optarg, 0, 256, &v)) return CLI_USAGE; o.n_perturb = (int)v; break;
+        case OPT_BETA: if (cli_float(CMD, "beta", optarg, 0, 100, &d)) return CLI_USAGE; o.beta = d; break;
+        case OPT_LAMBDA: if (cli_float(CMD, "lambda", optarg, 0, 1e6, &d)) return CLI_USAGE; o.lambda = d; break;
+        case OPT_MU: if (cli_float(CMD, "mu", optarg, 0, 1e6, &d)) return CLI_USAGE; o.mu = d; break;
+        case OPT_PLAUS: if (cli_float(CMD, "plaus", optarg, 0, 1e6, &d)) return CLI_USAGE; o.plaus_delta = d; break;
+        case OPT_NOPERT: o.use_perturb = 0; break;
+        case OPT_NOREG: o.use_reg = 0; break;
+        case OPT_NOPLAUS: o.use_plaus = 0; break;
+        case OPT_ROUNDS: if (cli_int(CMD, "rounds", optarg, 0, 1000, &v)) return CLI_USAGE; o.rounds = (int)v; break;
+        case OPT_PROPOSALS: if (cli_int(CMD, "proposals", optarg, 1, 100000, &v)) return CLI_USAGE; o.proposals = (int)v; break;
+        case OPT_VERIFY: if (cli_int(CMD, "verify", optarg, 1, 100000, &v)) return CLI_USAGE; o.verify = (int)v; break;
+        case OPT_M2: if (cli_int(CMD, "m2", optarg, 0, 64, &v)) return CLI_USAGE; o.n_perturb2 = (int)v; break;
+        case OPT_GUARD:
+            if (!strcmp(optarg, "ndcg")) o.guard_logp = 0;
+            else if (!strcmp(optarg, "logp")) o.guard_logp = 1;
+            else return cli_usage(CMD, "--guard: expected ndcg or logp, got '%s'", optarg);
+            break;
+        case OPT_GUARDTOL: if (cli_float(CMD, "guard-tol", optarg, 0, 1e6, &d)) return CLI_USAGE; o.guard_tol = d; break;
+        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.max_hist = (int)v; break;
+        case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.demo_hist = (int)v; break;
+        case OPT_NOTEST: no_test = 1; break;
+        case OPT_REPLAY: if (cli_int(CMD, "replay", optarg, 1, 1000, &replay)) return CLI_USAGE; break;
+        case OPT_REPLAYU: if (cli_int(CMD, "replay-users", optarg, 1, 10000000, &replay_users)) return CLI_USAGE; break;
+        case OPT_OUT:
+            if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
+            out_dir = optarg;
+            break;
+        default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    if (!model_path) return cli_usage(CMD, "--model is required");
+    if (!data_path) return cli_usage(CMD, "--data is required");
+    if ((r = cli_common_apply(CMD, &cc)) != 0) return r;
+    o.seed = cc.seed;
+    if (replay_users < 0) replay_users = n_users;
+
+    double t0 = lrgd_now();
+    lrgd_model *m = NULL;
+    lrgd_tmodel *t = NULL;
+    lrgd_dataset *ds = NULL;
+    lrgd_split *sp = NULL, *rsp = NULL;
+    lrgd_opt_result *R = NULL;
+    lrgd_adapt_result *AR = NULL;
+    lrgd_selection *zero = NULL;
+    int32_t *sample = NULL, *rusers = NULL;
+    method_eval me[4] = {{0}};
+    char p_json[4096], p_sel[4096];
+    snprintf(p_json, sizeof p_json, "%s/optimize.json", out_dir);
+    snprintf(p_sel, sizeof p_sel, "%s/selections.json", out_dir);
+    lrgd_status st = lrgd_model_load(model_path, &m);
+    if (st != LRGD_OK) goto done;
+    if ((st = lrgd_dataset_load(data_path, LRGD_DATA_AUTO, &ds)) != LRGD_OK) goto done;
+    if ((st = lrgd_model_check_items(m, ds)) != LRGD_OK) {
+        lrgd_fail_wrap(st, "%s and %s", model_path, data_path);
+        goto done;
+    }
+    if ((st = lrgd_tmodel_from_model(m, &t)) != LRGD_OK) { lrgd_fail_wrap(st, "%s", model_path); goto done; }
+    if ((st = lrgd_split_loo(ds, &sp)) != LRGD_OK) goto done;
+    int N = lrgd_split_n_users(sp);
+    if (n_users + n_hold > N) {
+        st = lrgd_fail(LRGD_E_INVALID, "--users %lld + --hold %lld: the split of %s has only %d users", n_users, n_hold,
+                       data_path, N);
+        goto done;
+    }
+    if ((st = mkdir_p(out_dir)) != LRGD_OK) goto done;
+    sample = malloc(sizeof(int32_t) * (size_t)(n_users + n_hold));
+    if (!sample) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
+    if ((st = lrgd_sample_users(sp, (int)(n_users + n_hold), cc.seed, sample)) != LRGD_OK) goto done;
+    if ((st = lrgd_optimize(t, sp, sample, (int)n_users, sample + n_users, (int)n_hold, NULL, 0, &o, &R)) != LRGD_OK)
+        goto done;
+    if (!no_test) {
+        if ((st = lrgd_selection_new(lrgd_dataset_n_users(ds), &zero)) != LRGD_OK) goto done;
+        const lrgd_selection *sels[4] = {zero, R->similar, R->stage1, R->stage2};
+        const char *names[4] = {"zero-shot", "similar", "stage1", o.stage == 2 ? "two-stage" : "stage1 (again)"};
+        for (int i = 0; i < 4 && st == LRGD_OK; i++)
+            st = eval_method(t, sp, sels[i], sample, (int)n_users, &o, names[i], &me[i]);
+        if (st != LRGD_OK) goto done;
+    }
+    if (replay > 0) {
+        if ((st = lrgd_split_replay(ds, (int)replay, &rsp)) != LRGD_OK) goto done;
+        int nr = (int)(replay_users < lrgd_split_n_users(rsp) ? replay_users : lrgd_split_n_users(rsp));
+        rusers = malloc(sizeof(int32_t) * (size_t)nr);
+        if (!rusers) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
+        if ((st = lrgd_sample_users(rsp, nr, cc.seed, rusers)) != LRGD_OK) goto done;
+        if ((st = lrgd_adapt(t, rsp, rusers, nr, &o, &AR)) != LRGD_OK) goto done;
+    }
+    if ((st = write_selections(p_sel, ds, R, sample + n_users, (int)n_hold)) != LRGD_OK) goto done;
+    {
+        lrgd_afile af;
+        if ((st = lrgd_afile_open(&af, p_json)) != LRGD_OK) goto done;
+        lrgd_json j;
+        lrgd_json_init(&j, af.f, 1);
+        lrgd_json_obj_begin(&j);
+        lrgd_json_key(&j, "run");
+        lrgd_json_obj_begin(&j);
+        cli_json_run_info(&j, &cc);
+        lrgd_json_knum(&j, "seconds", lrgd_now() - t0);
+        lrgd_json_knum(&j, "seconds_stage1", R->seconds_stage1);
+        lrgd_json_knum(&j, "seconds_stage2", R->seconds_stage2);
+        lrgd_json_obj_end(&j);
+        lrgd_json_kstr(&j, "model", model_path);
+        lrgd_json_kstr(&j, "data", data_path);
+        lrgd_json_key(&j, "options");
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kint(&j, "users", n_users);
+        lrgd_json_kint(&j, "hold", n_hold);
+        lrgd_json_kint(&j, "k", o.k);
+        lrgd_json_kint(&j, "pool", o.pool);
+        lrgd_json_kint(&j, "stage", o.stage);
+        lrgd_json_key(&j, "perturbation");
+        lrgd_json_bool(&j, o.use_perturb);
+        json_perturb(&j, "perturb", &o.perturb);
+        lrgd_json_kint(&j, "m", o.n_perturb);
+        lrgd_json_knum(&j, "beta", o.beta);
+        lrgd_json_key(&j, "regularization");
+        lrgd_json_bool(&j, o.use_reg);
+        lrgd_json_knum(&j, "lambda", o.lambda);
+        lrgd_json_knum(&j, "mu", o.mu);
+        lrgd_json_key(&j, "plausibility");
+        lrgd_json_bool(&j, o.use_plaus);
+        lrgd_json_knum(&j, "plaus_delta", o.plaus_delta);
+        lrgd_json_kint(&j, "rounds", o.rounds);
+        lrgd_json_kint(&j, "proposals", o.proposals);
+        lrgd_json_kint(&j, "verify", o.verify);
+        lrgd_json_kint(&j, "m2", o.n_perturb2);
+        lrgd_json_kstr(&j, "guard", o.guard_logp ? "logp" : "ndcg@10");
+        lrgd_json_knum(&j, "guard_tol", o.guard_tol);
+        lrgd_json_kint(&j, "max_hist", o.max_hist);
+        lrgd_json_kint(&j, "demo_hist", o.demo_hist);
+        lrgd_json_obj_end(&j);
+        /* validation: log p(y_val) averaged over the optimized users */
+        double s0 = 0, ss = 0, s1 = 0, s2 = 0, o1 = 0, j1 = 0, j2 = 0;
+        long edits = 0;
+        for (int i = 0; i < R->n; i++) {
+            const lrgd_opt_user *u = &R->users[i];
+            s0 += u->logp_zero;
+            ss += u->logp_similar;
+            s1 += u->logp_stage1;
+            s2 += u->logp_stage2;
+            o1 += u->obj_stage1;
+            j1 += u->j_stage1;
+            j2 += u->j_stage2;
+            edits += u->edits;
+        }
+        double nn = R->n > 0 ? R->n : 1;
+        lrgd_json_key(&j, "validation");
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kstr(&j, "what", "mean log p(validation item) of the optimized users");
+        lrgd_json_knum(&j, "logp_zero_shot", s0 / nn);
+        lrgd_json_knum(&j, "logp_similar", ss / nn);
+        lrgd_json_knum(&j, "logp_stage1", s1 / nn);
+        lrgd_json_knum(&j, "logp_stage2", s2 / nn);
+        lrgd_json_knum(&j, "stage1_objective", o1 / nn);
+        lrgd_json_knum(&j, "stage2_objective_before", j1 / nn);
+        lrgd_json_knum(&j, "stage2_objective_after", j2 / nn);
+        lrgd_json_kint(&j, "items_edited", edits);
+        lrgd_json_obj_end(&j);
+        lrgd_json_key(&j, "guard");
+        lrgd_json_obj_begin(&j);
+        lrgd_json_kint(&j, "held_out_users", R->n_hold);
+        lrgd_json_kstr(&j, "metric", o.guard_logp ? "mean log p(y_val)" : "NDCG@10 (all items)");
+        lrgd_json_knum(&j, "stage1", R->hold_stage1);
+        lrgd_json_key(&j, "after_round");
+        lrgd_json_arr_begin(&j);
+        for (int i = 0; i < R->n_rounds; i++) lrgd_json_num(&j, R->hold_trace[i]);
+        lrgd_json_arr_end(&j);
+        lrgd_json_key(&j, "rolled_back");
+        lrgd_json_bool(&j, R->rolled_back);
+        lrgd_json_knum(&j, "final", R->hold_final);
+        lrgd_json_kint(&j, "edits_accepted", R->edits_accepted);
+        lrgd_json_kint(&j, "edits_rolled_back", R->edits_rolled_back);
+        lrgd_json_obj_end(&j);
+        lrgd_json_key(&j, "test");
+        if (!no_test) {
+            lrgd_json_obj_begin(&j);
+            lrgd_json_kstr(&j, "what", "test items of the optimized users ranked over all items (history excluded)");
+            lrgd_json_kint(&j, "users", me[0].n);
+            lrgd_json_key(&j, "methods");
+            lrgd_json_obj_begin(&j);
+            for (int i = 0; i < 4; i++) {
+                lrgd_json_key(&j, me[i].name);
+                lrgd_json_obj_begin(&j);
+                lrgd_json_knum(&j, "HR@10", me[i].hr10);
+                lrgd_json_knum(&j, "NDCG@10", me[i].ndcg10);
+                lrgd_json_obj_end(&j);
+            }
+            lrgd_json_obj_end(&j);
+            json_paired(&j, "stage2_vs_stage1", &me[3], &me[2]);
+            json_paired(&j, "stage1_vs_similar", &me[2], &me[1]);
+            json_paired(&j, "similar_vs_zero_shot", &me[1], &me[0]);
+            lrgd_json_obj_end(&j);
+        } else
+            lrgd_json_null(&j);
+        lrgd_json_key(&j, "replay");
+        if (AR) {
+            lrgd_json_obj_begin(&j);
+            lrgd_json_kint(&j, "held_back", replay);
+            lrgd_json_kstr(&j, "note", replay > 2 ? "the model was trained on the leave-one-out training items: "
+                                                    "replay targets before the last two steps were seen in training"
+                                                  : "");
+            lrgd_json_key(&j, "steps");
+            lrgd_json_arr_begin(&j);
+            for (int i = 0; i < AR->n_steps; i++) {
+                const lrgd_adapt_step *s = &AR->steps[i];
+                lrgd_json_obj_begin(&j);
+                lrgd_json_kint(&j, "step", s->step);
+                lrgd_json_kint(&j, "users", s->n_users);
+                lrgd_json_knum(&j, "HR@10_adapted", s->hr10_adapted);
+                lrgd_json_knum(&j, "NDCG@10_adapted", s->ndcg10_adapted);
+                lrgd_json_knum(&j, "HR@10_frozen", s->hr10_frozen);
+                lrgd_json_knum(&j, "NDCG@10_frozen", s->ndcg10_frozen);
+                lrgd_json_knum(&j, "replaced_per_user", s->mean_replaced);
+                lrgd_json_obj_end(&j);
+            }
+            lrgd_json_arr_end(&j);
+            lrgd_json_knum(&j, "seconds", AR->seconds);
+            lrgd_json_obj_end(&j);
+        } else
+            lrgd_json_null(&j);
+        lrgd_json_kstr(&j, "selections", p_sel);
+        lrgd_json_obj_end(&j);
+        fputc('\n', af.f);
+        if ((st = lrgd_afile_commit(&af)) != LRGD_OK) goto done;
+        if (!cc.json) {
+            printf("optimized %d users (k %d, pool %d, stage %d), held-out %d\n", R->n, o.k, o.pool, o.stage, R->n_hold);
+            printf("  validation log p(y): zero-shot %.4f  similar %.4f  stage 1 %.4f  stage 2 %.4f  (%ld items edited)\n",
+                   s0 / nn, ss / nn, s1 / nn, s2 / nn, edits);
+            if (R->n_hold > 0)
+                printf("  collapse guard: held-out %s stage 1 %.4f -> final %.4f%s\n", o.guard_logp ? "log p" : "NDCG@10",
+                       R->hold_stage1, R->hold_final, R->rolled_back ? " (a round was rolled back)" : "");
+            if (!no_test)
+                for (int i = 0; i < 4; i++)
+                    printf("  test %-14s HR@10 %.4f  NDCG@10 %.4f\n", me[i].name, me[i].hr10, me[i].ndcg10);
+            if (AR)
+                for (int i = 0; i < AR->n_steps; i++)
+                    printf("  replay step %d: NDCG@10 adapted %.4f frozen %.4f (replaced %.2f per user)\n", i,
+                           AR->steps[i].ndcg10_adapted, AR->steps[i].ndcg10_frozen, AR->steps[i].mean_replaced);
+            printf("  wrote %s, %s\n", p_json, p_sel);
+        }
+    }
+    if (cc.json) {
+        FILE *f = fopen(p_json, "r");
+        if (f) {
+            char buf[4096];
+            size_t n;
+            while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stdout);
+            fclose(f);
+        }
+    }
+done:
+    for (int i = 0; i < 4; i++) free(me[i].ndcg);
+    lrgd_opt_result_free(R);
+    lrgd_adapt_result_free(AR);
+    lrgd_selection_free(zero);
+    free(sample);
+    free(rusers);
+    lrgd_split_free(rsp);
+    lrgd_split_free(sp);
+    lrgd_tmodel_free(t);
+    lrgd_dataset_free(ds);
+    lrgd_model_free(m);
+    return st == LRGD_OK ? CLI_OK : cli_fail(CMD, st);
+}
