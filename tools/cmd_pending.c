@@ -12,6 +12,4 @@
         return CLI_RUNTIME;                                                                    \
     }
 
-PENDING(effect, 6)
-PENDING(optimize, 6)
 PENDING(bench, 7)
