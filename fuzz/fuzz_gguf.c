@@ -135,7 +135,17 @@ static void round_trip(const lrgd_gguf *g)
     FUZZ_CHECK(lrgd_gguf_writer_set_alignment(w, (uint32_t)lrgd_gguf_alignment(g)) == LRGD_OK);
     for (int64_t i = 0; i < nt; i++) {
         const lrgd_gguf_tensor *t = lrgd_gguf_tensor_at(g, i);
-        FUZZ_CHECK(lrgd_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data) == LRGD_OK);
+        lrgd_status st = lrgd_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data);
+        if (st != LRGD_OK && t->name[0] == 0) {
+            /* The reader takes a name that is empty as a C string (empty, or
+             * starting with a NUL); the writer refuses to make one. Nothing to
+             * compare then. */
+            FUZZ_CHECK(st == LRGD_E_INVALID);
+            lrgd_gguf_writer_free(w);
+            free(copied);
+            return;
+        }
+        FUZZ_CHECK(st == LRGD_OK);
     }
     void *out;
     size_t out_n;
