@@ -170,7 +170,16 @@ static void test_adamw(void)
 
 /* ---- episodes -------------------------------------------------------------------- */
 
-/* Retrieval equals brute force: cosine of distinct-item sets over the pool. */
+/* age of the latest occurrence of item x in seq[0..n) (0 = last), -1 if absent */
+static int age_of(const int32_t *seq, int n, int32_t x)
+{
+    for (int k = n - 1; k >= 0; k--)
+        if (seq[k] == x) return n - 1 - k;
+    return -1;
+}
+
+/* Retrieval equals brute force: sim(Q, v) = sum over shared items of
+ * DECAY^(age in Q + age in v's demonstration history), over the pool. */
 static void test_similar(const lrgd_split *sp)
 {
     lrgd_demo_index *ix;
@@ -187,28 +196,26 @@ static void test_similar(const lrgd_split *sp)
         float gs[10];
         int n;
         CHECK_OK(lrgd_demo_index_similar(ix, h, nh, u, 10, got, gs, &n));
-        /* brute force */
-        double best[N_USERS];
+        double sim[N_USERS];
         int order[N_USERS], no = 0;
-        unsigned char in_q[N_ITEMS] = {0};
-        int nq = 0;
-        for (int i = 0; i < nh; i++) if (!in_q[h[i]]) { in_q[h[i]] = 1; nq++; }
         for (int v = 0; v < lrgd_dataset_n_users(ds); v++) {
             const int32_t *it;
             int len;
             lrgd_split_train_items(sp, LRGD_STEP_TEST, v, &it, &len);
             if (v == u || len < 2) continue;
-            unsigned char in_v[N_ITEMS] = {0};
-            int nv = 0, both = 0;
-            for (int i = 0; i < len; i++) if (!in_v[it[i]]) { in_v[it[i]] = 1; nv++; both += in_q[it[i]]; }
-            if (both == 0) continue;
-            best[v] = both / sqrt((double)nq * nv);
+            double sv = 0;
+            for (int32_t x = 0; x < N_ITEMS; x++) {
+                int aq = age_of(h, nh, x), av = age_of(it, len - 1, x);
+                if (aq >= 0 && av >= 0) sv += pow(LRGD_DEMO_DECAY, aq + av);
+            }
+            if (sv <= 0) continue;
+            sim[v] = sv;
             order[no++] = v;
         }
-        for (int a = 1; a < no; a++) /* sort by similarity desc, user asc */
+        for (int a = 1; a < no; a++) /* similarity descending, user ascending */
             for (int b = a; b > 0; b--) {
                 int x = order[b - 1], y = order[b];
-                int swap = best[y] > best[x] + 1e-6 || (fabs(best[y] - best[x]) <= 1e-6 && y < x);
+                int swap = sim[y] > sim[x] * (1 + 1e-6) || (fabs(sim[y] - sim[x]) <= 1e-6 * sim[x] && y < x);
                 if (!swap) break;
                 order[b - 1] = y; order[b] = x;
             }
@@ -216,9 +223,9 @@ static void test_similar(const lrgd_split *sp)
         checked++;
         if (n != want) { bad++; continue; }
         for (int i = 0; i < n; i++)
-            if (got[i] != order[i] && fabs(best[got[i]] - best[order[i]]) > 1e-6) { bad++; break; }
+            if (got[i] != order[i] && fabs(sim[got[i]] - sim[order[i]]) > 1e-5 * sim[order[i]]) { bad++; break; }
         for (int i = 0; i < n; i++)
-            if (fabs(gs[i] - best[got[i]]) > 1e-5) { bad++; break; }
+            if (fabs(gs[i] - sim[got[i]]) > 1e-5 * sim[got[i]]) { bad++; break; }
     }
     printf("similar users: %d queries checked against brute force, %d mismatches\n", checked, bad);
     CHECK(checked > 20);

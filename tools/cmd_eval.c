@@ -84,7 +84,7 @@ const char help_eval[] =
     "  --model FILE         GGUF written by lrgd train (same dataset file)\n"
     "  --demos M            none | random | similar (default similar): no\n"
     "                       demonstrations, random training users, or the users\n"
-    "                       most similar to the query (cosine of item sets)\n"
+    "                       most similar to the query (recency-weighted overlap)\n"
     "  --k N                demonstrations per prompt (default 3)\n"
     "  --max-hist N         query history cap (default 50, as lrgd train)\n"
     "  --demo-hist N        demonstration history cap (default 20, as lrgd train)\n"

@@ -113,9 +113,14 @@ void lrgd_tmodel_item_scores(lrgd_tmodel *t, const float *hidden, int n, float *
  * lrgd_split_train_items(sp, step, .). User v's demonstration is its
  * training items but the last (the most recent demo_hist of them), then the
  * answer marker, then its last training item. Retrieval ranks pool users by
- * the cosine of distinct-item sets, |Q n S_v| / sqrt(|Q| |S_v|), through an
- * inverted index (cost: the posting lists of the query's items); ties go to
- * the smaller user id. The index borrows sp. */
+ * a recency-weighted overlap between the query history Q and v's
+ * demonstration history H_v (all its training items but the answer):
+ *   sim(Q, v) = sum over items i in both of DECAY^(a_Q(i) + a_H(i)),
+ * a(i) = how many items came after i's latest occurrence in that sequence
+ * (0 for the last one), DECAY = LRGD_DEMO_DECAY. An inverted index makes a
+ * query cost the posting lists of its items; ties go to the smaller user id.
+ * The index borrows sp. */
+#define LRGD_DEMO_DECAY 0.7
 typedef struct lrgd_demo_index lrgd_demo_index;
 lrgd_status lrgd_demo_index_new(const lrgd_split *sp, int step, int demo_hist, lrgd_demo_index **out);
 void lrgd_demo_index_free(lrgd_demo_index *ix);
@@ -126,7 +131,8 @@ int lrgd_demo_index_step(const lrgd_demo_index *ix);
  * index of d->hist[0] in v's sequence. */
 lrgd_status lrgd_demo_index_demo(const lrgd_demo_index *ix, int v, lrgd_demo *d, int *hist_off);
 /* The (up to) k pool users most similar to hist, never `exclude` (-1: none),
- * best first; users sharing no item are not returned. sims may be NULL. */
+ * best first; users whose demonstration history shares no item with hist are
+ * not returned. sims (may be NULL) gets sim(Q, v). */
 lrgd_status lrgd_demo_index_similar(const lrgd_demo_index *ix, const int32_t *hist, int n_hist, int exclude, int k,
                                     int32_t *users, float *sims, int *n_out);
 

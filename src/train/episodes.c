@@ -6,9 +6,17 @@
  * recent demo_hist; then its last training item as the answer). Nothing held
  * out at the step can enter: the pool reads only training prefixes.
  *
- * Retrieval: cosine of distinct-item sets, |Q n S_v| / sqrt(|Q| |S_v|), with
- * an inverted index item -> pool users, so one query costs the summed length
- * of the posting lists of its items (not a pass over all users). Ties go to
+ * Retrieval: a recency-weighted overlap. With a(i) the age of item i in a
+ * sequence (0 for the most recent, its latest occurrence counting), the
+ * similarity of a query history Q and pool user v with demonstration history
+ * H_v (its training items but the answer) is
+ *     sim(Q, v) = sum over i in Q n H_v of LRGD_DEMO_DECAY^(a_Q(i) + a_H(i)),
+ * so users whose recent past matches the query's recent past come first:
+ * their answers then tend to be what follows the query's last items (on
+ * Beauty, 3 such demonstrations contain the test item as an answer about 3x
+ * as often as the 3 users nearest by plain cosine of item sets). An inverted
+ * index item -> (pool user, weight) makes one query cost the summed length
+ * of the posting lists of its items, not a pass over all users. Ties go to
  * the smaller user id.
  *
  * Episode layout (the same as lrgd_prompt_build in lrgd/prompt.h):
@@ -28,25 +36,34 @@ struct lrgd_demo_index {
     int n_pool;
     int32_t *pool;     /* [n_pool] ascending user ids */
     int64_t *post_off; /* [n_items + 1] */
-    int32_t *post;     /* pool users holding the item, ascending */
-    float *inv_norm;   /* [n_users] 1/sqrt(distinct training items), 0 outside the pool */
+    int32_t *post;     /* pool users whose demonstration history holds the item, ascending */
+    float *post_w;     /* DECAY^(age of the item in that history) */
+    float *decay_pow;  /* [max_age + 1] */
+    int max_age;
 };
 
-static int cmp_i32(const void *a, const void *b)
+/* (item, age) pairs of a sequence, reduced to one per item with its
+ * smallest age, sorted by item. */
+typedef struct item_age { int32_t item, age; } item_age;
+
+static int cmp_item_age(const void *a, const void *b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+    const item_age *x = a, *y = b;
+    if (x->item != y->item) return (x->item > y->item) - (x->item < y->item);
+    return (x->age > y->age) - (x->age < y->age);
 }
 
-/* sort + unique in place, returns the new length */
-static int distinct(int32_t *v, int n)
+static int recent_items(const int32_t *seq, int n, item_age *out)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_i32);
+    for (int k = 0; k < n; k++) out[k] = (item_age){seq[k], n - 1 - k};
+    qsort(out, (size_t)n, sizeof *out, cmp_item_age);
     int m = 0;
-    for (int i = 0; i < n; i++)
-        if (m == 0 || v[i] != v[m - 1]) v[m++] = v[i];
+    for (int k = 0; k < n; k++)
+        if (m == 0 || out[k].item != out[m - 1].item) out[m++] = out[k];
     return m;
 }
+
+static float decay_w(const lrgd_demo_index *ix, int age) { return ix->decay_pow[age < ix->max_age ? age : ix->max_age]; }
 
 void lrgd_demo_index_free(lrgd_demo_index *ix)
 {
@@ -54,7 +71,8 @@ void lrgd_demo_index_free(lrgd_demo_index *ix)
     free(ix->pool);
     free(ix->post_off);
     free(ix->post);
-    free(ix->inv_norm);
+    free(ix->post_w);
+    free(ix->decay_pow);
     free(ix);
 }
 
@@ -72,13 +90,15 @@ lrgd_status lrgd_demo_index_new(const lrgd_split *sp, int step, int demo_hist, l
     ix->demo_hist = demo_hist;
     ix->n_users = lrgd_dataset_n_users(ds);
     ix->n_items = lrgd_dataset_n_items(ds);
+    ix->max_age = 256; /* DECAY^256 is ~1e-40: older items weigh as much as the 256th */
     ix->pool = malloc((size_t)ix->n_users * sizeof *ix->pool);
-    ix->inv_norm = calloc((size_t)ix->n_users, sizeof *ix->inv_norm);
     ix->post_off = calloc((size_t)ix->n_items + 1, sizeof *ix->post_off);
-    int32_t *buf = NULL;
+    ix->decay_pow = malloc((size_t)(ix->max_age + 1) * sizeof *ix->decay_pow);
+    item_age *buf = NULL;
     int max_len = 0;
     lrgd_status st = LRGD_OK;
-    if (!ix->pool || !ix->inv_norm || !ix->post_off) st = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    if (!ix->pool || !ix->post_off || !ix->decay_pow) st = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    for (int a = 0; st == LRGD_OK && a <= ix->max_age; a++) ix->decay_pow[a] = (float)pow(LRGD_DEMO_DECAY, a);
     for (int u = 0; st == LRGD_OK && u < ix->n_users; u++) {
         const int32_t *it;
         int len;
@@ -93,9 +113,11 @@ lrgd_status lrgd_demo_index_new(const lrgd_split *sp, int step, int demo_hist, l
         int64_t *fill = NULL;
         if (pass == 1) {
             for (int i = 0; i < ix->n_items; i++) ix->post_off[i + 1] += ix->post_off[i];
-            ix->post = malloc((size_t)(ix->post_off[ix->n_items] ? ix->post_off[ix->n_items] : 1) * sizeof *ix->post);
+            size_t np = (size_t)(ix->post_off[ix->n_items] ? ix->post_off[ix->n_items] : 1);
+            ix->post = malloc(np * sizeof *ix->post);
+            ix->post_w = malloc(np * sizeof *ix->post_w);
             fill = malloc((size_t)ix->n_items * sizeof *fill);
-            if (!ix->post || !fill) { free(fill); st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); break; }
+            if (!ix->post || !ix->post_w || !fill) { free(fill); st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); break; }
             memcpy(fill, ix->post_off, (size_t)ix->n_items * sizeof *fill);
         }
         for (int k = 0; k < ix->n_pool; k++) {
@@ -103,13 +125,15 @@ lrgd_status lrgd_demo_index_new(const lrgd_split *sp, int step, int demo_hist, l
             const int32_t *it;
             int len;
             lrgd_split_train_items(sp, step, u, &it, &len);
-            memcpy(buf, it, (size_t)len * sizeof *buf);
-            int m = distinct(buf, len);
-            if (pass == 0) {
-                ix->inv_norm[u] = (float)(1.0 / sqrt((double)m));
-                for (int i = 0; i < m; i++) ix->post_off[buf[i] + 1]++;
-            } else
-                for (int i = 0; i < m; i++) ix->post[fill[buf[i]]++] = u;
+            int m = recent_items(it, len - 1, buf); /* the demonstration history: all but the answer */
+            for (int i = 0; i < m; i++) {
+                if (pass == 0) ix->post_off[buf[i].item + 1]++;
+                else {
+                    int64_t q = fill[buf[i].item]++;
+                    ix->post[q] = u;
+                    ix->post_w[q] = decay_w(ix, buf[i].age);
+                }
+            }
         }
         free(fill);
     }
@@ -173,37 +197,37 @@ lrgd_status lrgd_demo_index_similar(const lrgd_demo_index *ix, const int32_t *hi
 {
     *n_out = 0;
     if (k <= 0 || n_hist <= 0) return LRGD_OK;
-    int32_t *q = malloc((size_t)n_hist * sizeof *q);
-    int32_t *cnt = calloc((size_t)ix->n_users, sizeof *cnt);
+    item_age *q = malloc((size_t)n_hist * sizeof *q);
+    float *acc = calloc((size_t)ix->n_users, sizeof *acc);
     int32_t *touched = NULL;
     float *hs = malloc((size_t)k * sizeof *hs);
     int32_t *hu = malloc((size_t)k * sizeof *hu);
     lrgd_status st = LRGD_OK;
-    if (!q || !cnt || !hs || !hu) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
-    for (int i = 0; i < n_hist; i++) {
+    if (!q || !acc || !hs || !hu) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n_hist; i++)
         if (hist[i] < 0 || hist[i] >= ix->n_items) {
             st = lrgd_fail(LRGD_E_INVALID, "similar users: item %d outside 0..%d", hist[i], ix->n_items - 1);
             goto done;
         }
-        q[i] = hist[i];
-    }
-    int nq = distinct(q, n_hist);
+    int nq = recent_items(hist, n_hist, q);
     int64_t total = 0;
-    for (int i = 0; i < nq; i++) total += ix->post_off[q[i] + 1] - ix->post_off[q[i]];
+    for (int i = 0; i < nq; i++) total += ix->post_off[q[i].item + 1] - ix->post_off[q[i].item];
     touched = malloc((size_t)(total > 0 ? total : 1) * sizeof *touched);
     if (!touched) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
     int nt = 0;
-    for (int i = 0; i < nq; i++)
-        for (int64_t p = ix->post_off[q[i]]; p < ix->post_off[q[i] + 1]; p++) {
+    for (int i = 0; i < nq; i++) { /* items ascending, postings ascending: a fixed order of the sums */
+        float wq = decay_w(ix, q[i].age);
+        for (int64_t p = ix->post_off[q[i].item]; p < ix->post_off[q[i].item + 1]; p++) {
             int32_t v = ix->post[p];
-            if (cnt[v]++ == 0) touched[nt++] = v;
+            if (acc[v] == 0) touched[nt++] = v;
+            acc[v] += wq * ix->post_w[p];
         }
-    float qn = (float)(1.0 / sqrt((double)nq));
+    }
     int nh = 0;
     for (int i = 0; i < nt; i++) {
         int32_t v = touched[i];
         if (v == exclude) continue;
-        heap_push(hs, hu, &nh, k, (float)cnt[v] * ix->inv_norm[v] * qn, v);
+        heap_push(hs, hu, &nh, k, acc[v], v);
     }
     /* pop the heap into descending order */
     for (int m = nh; m > 0; m--) {
@@ -225,7 +249,7 @@ lrgd_status lrgd_demo_index_similar(const lrgd_demo_index *ix, const int32_t *hi
     }
     *n_out = nh;
 done:
-    free(q); free(cnt); free(touched); free(hs); free(hu);
+    free(q); free(acc); free(touched); free(hs); free(hu);
     return st;
 }
 
