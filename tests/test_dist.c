@@ -184,6 +184,9 @@ static void test_jobs(void)
     CHECK(count_files(path, "shard-") == 21);
     CHECK(count_files(path, "config.txt") == 1);
     CHECK(count_files(path, ".*tmp") == 0);
+    /* Rank 0 rewrites config.txt (via a temp file) in the next run: let every
+     * rank finish listing the folder first. */
+    CHECK_OK(lrgd_dist_barrier());
 
     setup_job(&job, &c, n, shard, dir, 0xfeedull);
     memset(all, 0, (size_t)n * sizeof *all);
