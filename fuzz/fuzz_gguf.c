@@ -5,6 +5,7 @@
 #include "format/gguf_internal.h"
 #include "fuzz.h"
 #include "fuzz_model.h"
+#include "lrgd/tokenizer.h"
 
 #include <math.h>
 
@@ -186,6 +187,50 @@ static void round_trip(const lrgd_gguf *g)
     free(copied);
 }
 
+/* The text tokenizer the file's tokenizer.ggml.* keys describe, if any, on a
+ * fixed text and on the file's first bytes. */
+static void tokenizer(const lrgd_gguf *g, const uint8_t *data, size_t size)
+{
+    lrgd_tokenizer *t;
+    lrgd_status st = lrgd_tokenizer_from_gguf(g, &t);
+    if (st != LRGD_OK) {
+        fuzz_check_error(st);
+        return;
+    }
+    int nv = lrgd_tokenizer_n_vocab(t);
+    FUZZ_CHECK(nv >= 1);
+    FUZZ_CHECK(lrgd_tokenizer_bos(t) < nv && lrgd_tokenizer_eos(t) < nv && lrgd_tokenizer_unk(t) < nv);
+    for (int i = 0; i < nv; i++) {
+        if (i == 8 && nv > 16) i = nv - 8;
+        size_t len;
+        const char *p = lrgd_token_piece(t, i, &len);
+        FUZZ_CHECK(p != NULL && p[len] == 0);
+        FUZZ_CHECK(lrgd_token_find(t, p, len) == i);
+    }
+    static const char fixed[] = "Hello w\303\266rld <s> </s> 12345 \377\376 the\342\226\201end\n\n";
+    for (int pass = 0; pass < 2; pass++) {
+        const char *text = pass ? (const char *)data : fixed;
+        size_t len = pass ? (size < 64 ? size : 64) : sizeof fixed - 1;
+        for (unsigned flags = 0; flags < 8; flags += 3) {
+            int *ids, n;
+            st = lrgd_tokenize(t, text, len, flags, &ids, &n);
+            if (st != LRGD_OK) { /* e.g. SPM without a token for some byte */
+                fuzz_check_error(st);
+                continue;
+            }
+            FUZZ_CHECK((size_t)n <= 3 * len + 3);
+            for (int i = 0; i < n; i++) FUZZ_CHECK(ids[i] >= 0 && ids[i] < nv);
+            char *back;
+            size_t blen;
+            FUZZ_CHECK(lrgd_detokenize(t, ids, n, LRGD_DETOKENIZE_SPECIAL, &back, &blen) == LRGD_OK);
+            FUZZ_CHECK(back[blen] == 0);
+            free(back);
+            free(ids);
+        }
+    }
+    lrgd_tokenizer_free(t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_init_once();
@@ -197,6 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     walk(g, data, size);
     round_trip(g);
+    tokenizer(g, data, size);
     lrgd_gguf_free(g);
 
     /* The model path, as lrgd_model_load takes it: a private aligned copy the

@@ -3,6 +3,7 @@
  * plus a few hand-made edge cases. Deterministic: running it again gives the
  * same bytes. Usage: gen_seeds OUT_DIR SHARED_DIR (scripts/fuzz.sh seeds). */
 #include "format/gguf_internal.h"
+#include "fuzz_tokenizer.h"
 #include "lrgd/data.h"
 #include "lrgd/gguf.h"
 #include "lrgd/model.h"
@@ -159,6 +160,15 @@ static void gguf_seeds(void)
     free(data);
     lrgd_gguf_writer_free(w);
 
+    /* text vocabularies: SentencePiece with a user-defined token, byte-level BPE (llama3) */
+    for (int which = 1; which <= 4; which += 3) {
+        void *vd;
+        size_t vn;
+        fuzz_tokenizer_gguf(which, &vd, &vn);
+        put("fuzz_gguf", which == 1 ? "vocab_spm.gguf" : "vocab_bpe_llama3.gguf", vd, vn);
+        free(vd);
+    }
+
     /* the real stories260K, converted, up to its tensor data (the vocabulary and
      * hyper-parameters lrgd writes for a llama2.c model) */
     char path[4096];
@@ -295,6 +305,29 @@ static void dataset_seeds(void)
     }
 }
 
+/* Tokenizer texts: selector byte (vocabulary, flags), then the text. */
+static void tokenizer_seeds(void)
+{
+    static const struct { const char *name; char sel; const char *text; } t[] = {
+        {"spm_plain", 0, "Hello the world and 123 tea"},
+        {"spm_user_token", 1, "title: <|item|> and <|item|>the end"},
+        {"spm_special_parse", 1 | (2 << 3), "<s>x</s> <unk>"},
+        {"bpe_default", 2, "the quick 12345 brown's fox, caf\303\251 \343\201\256!\n\n  x"},
+        {"bpe_gpt2_addspecial", 3 | (1 << 3), "I'll see you'd they're   done."},
+        {"bpe_llama3", 4, "HELLO'S 1234567 \r\n\tmixed \360\237\230\200 emoji"},
+        {"bpe_qwen2_special", 5 | (2 << 3), "a<|endoftext|>b 2024"},
+        {"bpe_starcoder", 6, "x1y22z333 def f(a, b): return a+b"},
+        {"spm_invalid_utf8", 0 | (4 << 3), "\377bad \300\200 \355\240\200 end"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char buf[256];
+        buf[0] = t[i].sel;
+        size_t n = strlen(t[i].text);
+        memcpy(buf + 1, t[i].text, n);
+        put("fuzz_tokenizer", t[i].name, buf, n + 1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -308,5 +341,6 @@ int main(int argc, char **argv)
     gguf_seeds();
     llama2c_seeds();
     dataset_seeds();
+    tokenizer_seeds();
     return 0;
 }

@@ -25,6 +25,9 @@
 #define LLVMFuzzerTestOneInput fuzz_item_text_one
 #include "../fuzz/fuzz_item_text.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_tokenizer_one
+#include "../fuzz/fuzz_tokenizer.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_cli_numbers_one
 #include "../fuzz/fuzz_cli_numbers.c"
 #undef LLVMFuzzerTestOneInput
@@ -45,6 +48,7 @@ static const harness k_harnesses[] = {
     {"fuzz_amazon", fuzz_amazon_one},
     {"fuzz_recbole_inter", fuzz_recbole_inter_one},
     {"fuzz_item_text", fuzz_item_text_one},
+    {"fuzz_tokenizer", fuzz_tokenizer_one},
     {"fuzz_cli_numbers", fuzz_cli_numbers_one},
 };
 
@@ -100,6 +104,12 @@ static void check_seeds_valid(void)
         lrgd_model *m = NULL;
         CHECK_OK(lrgd_model_load(fz(models[i]), &m));
         lrgd_model_free(m);
+    }
+    static const char *vocabs[] = {"corpus/fuzz_gguf/vocab_spm.gguf", "corpus/fuzz_gguf/vocab_bpe_llama3.gguf"};
+    for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) {
+        lrgd_tokenizer *t = NULL;
+        CHECK_OK(lrgd_tokenizer_load(fz(vocabs[i]), &t));
+        lrgd_tokenizer_free(t);
     }
     lrgd_gguf *g = NULL;
     CHECK_OK(lrgd_gguf_open(fz("corpus/fuzz_gguf/meta_zoo.gguf"), &g));
