@@ -14,8 +14,8 @@
  *   --data FILE    default $LRGD_SHARED/datasets/amazon/Beauty.txt
  *   --threads LIST comma-separated, default 1,2
  *   --steps N      timed optimizer steps per thread count (default 20)
- *   --sampled N    sampled softmax with N negatives (the FLOP count then
- *                  overstates the classifier: compare step times) */
+ *   --sampled N    also time the same steps with the sampled softmax (N
+ *                  negatives) and print the speed ratio */
 #include "core/core.h"
 #include "lrgd/train.h"
 #include "train/train_impl.h"
@@ -33,6 +33,7 @@ typedef struct row {
     int threads;
     double step_s, fwd_s, tokens_per_step, targets_per_step, flops_step, flops_fwd;
     double sgemm_blas[5], sgemm_split[5];
+    double sampled_step_s; /* the same steps with the sampled softmax (0: not measured) */
 } row;
 
 static double time_gemm(const shape *s, int split, float *A, float *B, float *C, int reps)
@@ -140,7 +141,6 @@ int main(int argc, char **argv)
         return 1;
     }
     lrgd_tmodel_set_dropout(t, (float)o.dropout, 1);
-    lrgd_tmodel_set_sampled(t, sampled);
     int n_items = lrgd_dataset_n_items(ds), nb = ep.n_seq / batch;
     if (nb < 1) {
         fprintf(stderr, "bench_train: fewer than %d episodes\n", batch);
@@ -203,6 +203,27 @@ int main(int argc, char **argv)
             toks += off[batch];
             for (int i = ep.off[s0]; i < ep.off[s1]; i++) tg += ep.tgt[i] >= 0;
         }
+        if (sampled > 0) { /* the same batches with the sampled softmax */
+            lrgd_tmodel_set_sampled(t, sampled);
+            double ts = 0;
+            for (int s = -2; s < steps; s++) {
+                int bi = ((s + 2) % nb), s0 = bi * batch;
+                for (int i = 0; i <= batch; i++) off[i] = ep.off[s0 + i] - ep.off[s0];
+                lrgd_tbatch b = {batch, off, ep.tok + ep.off[s0], NULL, ep.tgt + ep.off[s0]};
+                lrgd_tmodel_set_step(t, (uint64_t)(s + 2));
+                double t0 = lrgd_now(), loss;
+                lrgd_tmodel_zero_grad(t);
+                st = lrgd_tmodel_grad(t, &b, 1, &loss, NULL);
+                if (st == LRGD_OK) st = lrgd_adamw_step(t, &ao, s + 2, 1000, NULL, NULL);
+                if (st != LRGD_OK) {
+                    fprintf(stderr, "bench_train: %s\n", lrgd_last_error());
+                    return 1;
+                }
+                if (s >= 0) ts += lrgd_now() - t0;
+            }
+            r->sampled_step_s = ts / steps;
+            lrgd_tmodel_set_sampled(t, 0);
+        }
         r->step_s = tstep / steps;
         r->fwd_s = tfwd / steps;
         r->tokens_per_step = toks / steps;
@@ -212,8 +233,7 @@ int main(int argc, char **argv)
     }
 
     printf("bench_train: %s, %d items, model L=%d D=%d F=%d heads %d/%d, batch %d episodes (K<=%d demos), %d steps%s\n",
-           data, n_items, layers, dim, o.hidden_dim, o.n_heads, o.n_kv_heads, batch, demos, steps,
-           sampled ? ", sampled softmax" : "");
+           data, n_items, layers, dim, o.hidden_dim, o.n_heads, o.n_kv_heads, batch, demos, steps, "");
     for (int i = 0; i < n_rows; i++) {
         row *r = &rows[i];
         double gf = r->flops_step / r->step_s / 1e9, gff = r->flops_fwd / r->fwd_s / 1e9;
@@ -221,6 +241,9 @@ int main(int argc, char **argv)
                "forward only %.1f ms, %.1f GFLOP/s\n",
                r->threads, 1e3 * r->step_s, r->tokens_per_step, r->targets_per_step, r->tokens_per_step / r->step_s,
                r->targets_per_step / r->step_s, gf, 1e3 * r->fwd_s, gff);
+        if (r->sampled_step_s > 0)
+            printf("  sampled softmax (%d negatives): step %.1f ms, %.2fx the full-softmax steps' speed\n", sampled,
+                   1e3 * r->sampled_step_s, r->step_s / r->sampled_step_s);
         printf("  %-26s %14s %14s %10s\n", "sgemm shape", "OpenBLAS GF/s", "split GF/s", "step/best");
         for (int k = 0; k < 5; k++) {
             double best = r->sgemm_blas[k] > r->sgemm_split[k] ? r->sgemm_blas[k] : r->sgemm_split[k];
@@ -258,6 +281,7 @@ int main(int argc, char **argv)
                 lrgd_json_knum(&j, "targets_per_s", r->targets_per_step / r->step_s);
                 lrgd_json_knum(&j, "gflops", r->flops_step / r->step_s / 1e9);
                 lrgd_json_knum(&j, "forward_gflops", r->flops_fwd / r->fwd_s / 1e9);
+                if (r->sampled_step_s > 0) lrgd_json_knum(&j, "sampled_step_ms", 1e3 * r->sampled_step_s);
                 lrgd_json_key(&j, "sgemm");
                 lrgd_json_arr_begin(&j);
                 for (int k = 0; k < 5; k++) {
