@@ -12,7 +12,9 @@
  *  - Effect_D is the exact first-order change: d logp/d eps at eps = 0 of
  *    the eps-weighted demonstration equals the engine's Effect_D, so the
  *    ratio dlogP/Effect_D -> 1 as eps -> 0 (linear and softmax, both RoPE
- *    layouts, grouped-query heads);
+ *    layouts, grouped-query heads); the same for the all-rows form, with the
+ *    demonstration entering every row after T, whose input gradients also
+ *    equal the training backward's row by row;
  *  - the product forms (|dW|^2, <dW_a, dW_b>, |W_0|^2) equal explicit
  *    head_dim x head_dim matrices;
  *  - Spearman's rho equals the closed form without ties and a hand-computed
@@ -71,6 +73,7 @@ typedef struct ref_in {
     double **vk, **vv;    /* [L] -> [n_virt][KVd], keys already rotated */
     double eps;
     double *cap_k, *cap_v; /* NULL, or [L][n][KVd]: un-rotated keys and the values of every row */
+    int virt_all;          /* 1: the virtual keys enter every row after BOS, not only the answer row */
 } ref_in;
 
 /* log p(y | tok) at the last row, softmax over the item tokens */
@@ -103,7 +106,7 @@ static double ref_logp(const ref *r, const int *tok, int n, int y, const ref_in 
         for (int h = 0; h < H; h++) {
             int kh = h / (H / KVH);
             for (int i = 0; i < n; i++) {
-                int nv = (in && i == t) ? in->n_virt : 0;
+                int nv = (in && (i == t || (in->virt_all && i >= 1))) ? in->n_virt : 0;
                 double mx = -1e300;
                 for (int j = 0; j <= i + nv; j++) {
                     const double *kj = j <= i ? k + j * KVd + kh * hd : in->vk[l] + (j - i - 1) * KVd + kh * hd;
@@ -259,7 +262,7 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
             double step = 1e-4;
             double dp[64], dm2[64];
             for (int d = 0; d < Qd; d++) { dp[d] = step * delta[d]; dm2[d] = -step * delta[d]; }
-            ref_in a = {l, dp, 0, NULL, NULL, 0, NULL, NULL}, b = {l, dm2, 0, NULL, NULL, 0, NULL, NULL};
+            ref_in a = {l, dp, 0, NULL, NULL, 0, NULL, NULL, 0}, b = {l, dm2, 0, NULL, NULL, 0, NULL, NULL, 0};
             double fd = -(ref_logp(&r, full, n, y, &a) - ref_logp(&r, full, n, y, &b)) / (2 * step); /* dl = -dlogp */
             const float *g = lrgd_probe_grad(p, l, h);
             double an = 0, gn = 0;
@@ -301,7 +304,7 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
         dfull[0] = v->bos;
         memcpy(dfull + 1, dtok, (size_t)nd * sizeof(int));
         double *ck = calloc((size_t)L * nde * KVd, sizeof(double)), *cv = calloc((size_t)L * nde * KVd, sizeof(double));
-        ref_in cap = {-1, NULL, 0, NULL, NULL, 0, ck, cv};
+        ref_in cap = {-1, NULL, 0, NULL, NULL, 0, ck, cv, 0};
         ref_logp(&r, dfull, nde, 0, &cap);
         double *vk[8], *vv[8];
         for (int l = 0; l < L; l++) {
@@ -319,7 +322,7 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
         const double eps_list[] = {1e-2, 1e-3, 1e-4};
         for (int k = 0; k < 3; k++) {
             double eps = eps_list[k];
-            ref_in a = {-1, NULL, nd, vk, vv, eps, NULL, NULL};
+            ref_in a = {-1, NULL, nd, vk, vv, eps, NULL, NULL, 0};
             double dlogp = ref_logp(&r, full, n, y, &a) - lp_ref;
             double eff = ef_score_scaled(s, id, p, eps);
             double ratio = dlogp / eff;
@@ -331,6 +334,46 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
         }
         CHECK_MSG(fabs(ratio_small - 1) < 5e-3, "%s: dlogP/Effect_D = %.6f at eps 1e-4 (expected -> 1)", name,
                   ratio_small);
+        /* all rows after T: the reference lets the demonstration into every row */
+        {
+            lrgd_probe *pa = NULL;
+            CHECK_OK(lrgd_probe_run_ex(e, NULL, NULL, 0, qtok, nq, y, LRGD_PROBE_ALL_ROWS, &pa));
+            if (pa) {
+                CHECK_NEAR(lrgd_probe_logp(pa), lrgd_probe_logp(p), 1e-9);
+                /* the kept rows' input gradients equal the training backward's, row by row */
+                int tg[16], off[2] = {0, n};
+                for (int i = 0; i < n; i++) tg[i] = -1;
+                tg[t_row] = LRGD_N_SPECIAL + y;
+                lrgd_tbatch bt = {1, off, full, NULL, tg};
+                float *de = calloc((size_t)n * c.dim, sizeof(float));
+                double loss;
+                lrgd_tmodel_zero_grad(t);
+                CHECK_OK(lrgd_tmodel_grad(t, &bt, 0, &loss, de));
+                double num = 0, den = 0;
+                for (int i = 1; i < n; i++)
+                    for (int j = 0; j < c.dim; j++) {
+                        double a2 = pa->dembd[(size_t)(i - 1) * c.dim + j], b2 = de[(size_t)i * c.dim + j];
+                        num += (a2 - b2) * (a2 - b2);
+                        den += b2 * b2;
+                    }
+                CHECK_MSG(sqrt(num / fmax(den, 1e-30)) < 1e-4, "%s: all-rows input gradients differ from the training "
+                          "backward: relative %.3g", name, sqrt(num / fmax(den, 1e-30)));
+                free(de);
+                double prev = 1e300, ratio = 0;
+                for (double eps = 1e-4; eps > 1e-7; eps /= 10) {
+                    ref_in a = {-1, NULL, nd, vk, vv, eps, NULL, NULL, 1};
+                    double dlogp = ref_logp(&r, full, n, y, &a) - lp_ref;
+                    double eff = ef_score_scaled(s, id, pa, eps);
+                    ratio = dlogp / eff;
+                    printf("%s: all rows: eps %.0e  dlogP %.6e  Effect %.6e  ratio %.6f\n", name, eps, dlogp, eff, ratio);
+                    CHECK_MSG(fabs(ratio - 1) < prev || fabs(ratio - 1) < 1e-3, "%s: all rows: the ratio error does not "
+                              "shrink with eps", name);
+                    prev = fabs(ratio - 1);
+                }
+                CHECK_MSG(fabs(ratio - 1) < 2e-3, "%s: all rows: dlogP/Effect = %.6f at eps 1e-6", name, ratio);
+                lrgd_probe_free(pa);
+            }
+        }
         /* Effect_D itself is the eps = 1 form */
         double e1;
         CHECK_OK(lrgd_effect_score(s, p, &id, 1, &e1, NULL));
@@ -356,7 +399,7 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
 
         /* |W_0|^2 of the probe's T u Q rows (all rows here) */
         double *qk = calloc((size_t)L * n * KVd, sizeof(double)), *qv = calloc((size_t)L * n * KVd, sizeof(double));
-        ref_in cap2 = {-1, NULL, 0, NULL, NULL, 0, qk, qv};
+        ref_in cap2 = {-1, NULL, 0, NULL, NULL, 0, qk, qv, 0};
         ref_logp(&r, full, n, y, &cap2);
         double w0 = 0;
         for (int l = 0; l < L; l++)

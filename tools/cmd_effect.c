@@ -25,7 +25,9 @@ const char help_effect[] =
     "dot products:\n"
     "  linear attention:  Effect_D(d) = -sum_{l,h} sum_{i in d} (g.v_i)(k_i.q_t)/sqrt(dh)\n"
     "  softmax attention: d's exact share of the split, -sum g.lambda_d (o^d - o_t)\n"
-    "with g = dl/do_t, l = -log p(y). Also the per-token form Effect_D/|d|.\n"
+    "with g = dl/do_t, l = -log p(y). Also the per-token form Effect_D/|d|, and\n"
+    "the all-rows form, which sums the same terms over every row after T (the\n"
+    "full first-order effect of inserting d; one more probe per user).\n"
     "With --truth, the ground truth dlogP(d) = log p(y|T,d,Q) - log p(y|T,Q) is\n"
     "measured by a real forward pass per pair, and Spearman's rho between the two\n"
     "is reported, with the cost of both from this run.\n"
@@ -62,11 +64,11 @@ static lrgd_status write_csv(const char *path, const lrgd_validity *V, const lrg
 {
     lrgd_afile af;
     LRGD_TRY(lrgd_afile_open(&af, path));
-    fprintf(af.f, "user,demo_user,tokens,effect,effect_per_token,dlogp\n");
+    fprintf(af.f, "user,demo_user,tokens,effect,effect_per_token,effect_all_rows,dlogp\n");
     for (int i = 0; i < V->n_pairs; i++) {
         const lrgd_validity_pair *p = &V->pairs[i];
-        fprintf(af.f, "%s,%s,%d,%.9g,%.9g,", lrgd_dataset_user_name(ds, p->user), lrgd_dataset_user_name(ds, p->demo_user),
-                p->len, p->effect, p->per_token);
+        fprintf(af.f, "%s,%s,%d,%.9g,%.9g,%.9g,", lrgd_dataset_user_name(ds, p->user),
+                lrgd_dataset_user_name(ds, p->demo_user), p->len, p->effect, p->per_token, p->effect_all);
         if (isnan(p->dlogp)) fprintf(af.f, "\n");
         else fprintf(af.f, "%.9g\n", p->dlogp);
     }
@@ -145,6 +147,7 @@ static lrgd_status write_json(const char *path, const lrgd_validity *V, const lr
                                    "(user, demonstration) pairs");
         lrgd_json_knum(&j, "spearman", V->rho);
         lrgd_json_knum(&j, "spearman_per_token", V->rho_per_token);
+        lrgd_json_knum(&j, "spearman_all_rows", V->rho_all_rows);
         lrgd_json_knum(&j, "spearman_user_mean", V->rho_user_mean);
         lrgd_json_knum(&j, "pearson", V->pearson);
         lrgd_json_knum(&j, "top1_agreement", V->top1_agree);
@@ -265,6 +268,8 @@ int cmd_effect(int argc, char **argv)
         if (vo.truth) {
             printf("  Spearman rho vs dlogP: %.3f (per-token form %.3f; mean per user %.3f); Pearson %.3f\n", V->rho,
                    V->rho_per_token, V->rho_user_mean, V->pearson);
+            printf("  all-rows form (every row after T, not only the answer row): Spearman rho %.3f\n",
+                   V->rho_all_rows);
             printf("  best demonstration by Effect_D is the best by dlogP for %.1f%% of users\n", 100 * V->top1_agree);
             printf("  mean dlogP: top %d by Effect_D %+.4f, all %+.4f, bottom %d %+.4f\n", vo.top_k, V->gain_top,
                    V->gain_all, vo.top_k, V->gain_bottom);

@@ -82,11 +82,20 @@ typedef struct lrgd_probe lrgd_probe;
  * after T. */
 lrgd_status lrgd_probe_run(lrgd_effect *e, const int *const *demo_tok, const int *demo_len, int n_demos,
                            const int *query_tok, int n_query, int32_t y, lrgd_probe **out);
+/* Flags of lrgd_probe_run_ex. LRGD_PROBE_ALL_ROWS keeps g, q, o, log Z of
+ * every row after the insertion point (the demonstrations already in the
+ * prompt and the query), not only of the answer row, and scores sum over
+ * them: the full first-order effect of inserting d, which also counts d's
+ * direct effect on the rows that row t reads at later layers. Effect_D as
+ * LRGD.md defines it is the default (answer row only). */
+enum { LRGD_PROBE_ALL_ROWS = 1 };
+lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const int *demo_len, int n_demos,
+                              const int *query_tok, int n_query, int32_t y, unsigned flags, lrgd_probe **out);
 void lrgd_probe_free(lrgd_probe *p);
 double lrgd_probe_logp(const lrgd_probe *p);     /* log p(y | prompt) */
 int lrgd_probe_n_tokens(const lrgd_probe *p);
-/* g = dl/do_t of layer l, head h (head_dim floats), and the input-embedding
- * gradient of the answer row (dim floats): read-only views. */
+/* g = dl/do_t of layer l, head h at the answer row (head_dim floats), and
+ * the input-embedding gradient of the answer row (dim floats): read-only views. */
 const float *lrgd_probe_grad(const lrgd_probe *p, int layer, int head);
 const float *lrgd_probe_embd_grad(const lrgd_probe *p);
 /* sum over layers and kv heads of |W_0|_F^2, W_0 = sum_{j in T u Q} v_j k_j^T / sqrt(dh)
@@ -155,6 +164,7 @@ void lrgd_validity_opts_init(lrgd_validity_opts *o);
 typedef struct lrgd_validity_pair {
     int user, demo_user, len;   /* dataset ids; len: tokens of the demonstration */
     double effect, per_token;   /* Effect_D and Effect_D / len */
+    double effect_all;          /* the all-rows form */
     double dlogp;               /* ground truth (NaN without truth) */
 } lrgd_validity_pair;
 
@@ -165,6 +175,7 @@ typedef struct lrgd_validity {
     int32_t *users;             /* [n_users] */
     /* agreement (NaN without truth) */
     double rho;                 /* Spearman over all pairs: Effect_D vs dlogP */
+    double rho_all_rows;        /* the all-rows form (LRGD_PROBE_ALL_ROWS) vs dlogP */
     double rho_per_token;       /* the per-token form vs dlogP */
     double rho_user_mean;       /* mean of the per-user Spearman rho (users with >= 3 pairs) */
     double pearson;
@@ -266,6 +277,8 @@ typedef struct lrgd_opt_opts {
     int pool;           /* P: similar training demonstrations scored per user (default 50) */
     int max_hist;       /* query history cap (default 50) */
     int demo_hist;      /* demonstration history cap (default 20) */
+    int all_rows;       /* 1: score with the all-rows form (LRGD_PROBE_ALL_ROWS); 0: Effect_D at the answer row
+                           as LRGD.md defines it (default 0) */
     /* robust effect */
     int use_perturb;    /* 0: plain Effect_D (the ablation) */
     lrgd_perturb perturb;

@@ -10,14 +10,14 @@
 
 /* What the hook copies out of one forward pass. */
 typedef struct ef_capture {
-    int mode;      /* 1: probe (answer row + K/V of every row); 2: store (K/V of the new rows) */
+    int mode;      /* 1: probe (rows row0..row_last + K/V of every row); 2: store (K/V of the new rows) */
     int row_last;  /* absolute position of the answer row (probe) */
-    int row0, n;   /* store: the new rows' absolute positions row0 .. row0+n-1 */
+    int row0, n;   /* probe: the rows kept (row_last - n + 1 ..); store: the new rows' positions row0 .. row0+n-1 */
     int seen;      /* layers captured */
-    /* probe, per layer: */
-    float *x_in, *q, *att_out, *mid, *xn2; /* [L][D or Qd] at the answer row */
-    float *lse;                            /* [L][H] */
-    float *x_last;                         /* [D] residual leaving the last layer at the answer row */
+    /* probe, per layer and kept row: */
+    float *x_in, *q, *att_out, *mid, *xn2; /* [L][n][D or Qd] */
+    float *lse;                            /* [L][n][H] */
+    float *x_last;                         /* [n][D] residual leaving the last layer */
     float *k, *v;                          /* [L][n_rows][KV] rows 0..row_last (probe) or the new rows (store) */
     size_t cap_rows;
 } ef_capture;
@@ -54,16 +54,18 @@ double ef_item_logp(const lrgd_effect *e, const float *logits, int y_tok);
 
 lrgd_status ef_capture_reserve(lrgd_effect *e, int rows);
 
+/* A probe keeps n_rows rows: the answer row only (Effect_D as LRGD.md
+ * defines it), or every row after the insertion point (LRGD_PROBE_ALL_ROWS). */
 struct lrgd_probe {
-    int L, H, KVH, hd, D, ins_pos, n_tokens;
+    int L, H, KVH, hd, D, ins_pos, n_tokens, n_rows;
     lrgd_attn_mode attn;
     double logp, w0_norm2;
-    float *q;   /* [L][H*hd] q_t rotated back by the insertion position */
-    float *g;   /* [L][H*hd] dl/do_t */
-    float *o;   /* [L][H*hd] attention output at t */
-    float *lse; /* [L][H] */
-    double *go; /* [L][H] g.o */
-    float *dembd; /* [D] */
+    float *q;   /* [L][n_rows][H*hd] q rotated back by the insertion position */
+    float *g;   /* [L][n_rows][H*hd] dl/do */
+    float *o;   /* [L][n_rows][H*hd] attention output */
+    float *lse; /* [L][n_rows][H] */
+    double *go; /* [L][n_rows][H] g.o */
+    float *dembd; /* [n_rows][D] */
 };
 
 struct lrgd_store {

@@ -102,26 +102,20 @@ lrgd_status ef_capture_reserve(lrgd_effect *e, int rows)
     ef_capture *c = &e->cap;
     const lrgd_config *g = &e->c;
     size_t L = (size_t)g->n_layers, D = (size_t)g->dim, Qd = (size_t)g->n_heads * g->head_dim,
-           KV = (size_t)g->n_kv_heads * g->head_dim;
-    if (!c->x_in) {
-        c->x_in = lrgd_alloc_n(L * D, sizeof(float));
-        c->q = lrgd_alloc_n(L * Qd, sizeof(float));
-        c->att_out = lrgd_alloc_n(L * Qd, sizeof(float));
-        c->mid = lrgd_alloc_n(L * D, sizeof(float));
-        c->xn2 = lrgd_alloc_n(L * D, sizeof(float));
-        c->lse = lrgd_alloc_n(L * (size_t)g->n_heads, sizeof(float));
-        c->x_last = lrgd_alloc_n(D, sizeof(float));
-        if (!c->x_in || !c->q || !c->att_out || !c->mid || !c->xn2 || !c->lse || !c->x_last)
-            return lrgd_fail(LRGD_E_NOMEM, "effect: out of memory");
+           KV = (size_t)g->n_kv_heads * g->head_dim, H = (size_t)g->n_heads;
+    if ((size_t)rows <= c->cap_rows) return LRGD_OK;
+    float **arr[] = {&c->x_in, &c->q, &c->att_out, &c->mid, &c->xn2, &c->lse, &c->x_last, &c->k, &c->v};
+    size_t width[] = {L * D, L * Qd, L * Qd, L * D, L * D, L * H, D, L * KV, L * KV};
+    for (int i = 0; i < 9; i++) {
+        lrgd_free(*arr[i]);
+        *arr[i] = lrgd_alloc_n((size_t)rows * width[i], sizeof(float));
     }
-    if ((size_t)rows > c->cap_rows) {
-        lrgd_free(c->k);
-        lrgd_free(c->v);
-        c->k = lrgd_alloc_n(L * (size_t)rows * KV, sizeof(float));
-        c->v = lrgd_alloc_n(L * (size_t)rows * KV, sizeof(float));
-        c->cap_rows = c->k && c->v ? (size_t)rows : 0;
-        if (!c->k || !c->v) return lrgd_fail(LRGD_E_NOMEM, "effect: out of memory for %d cached rows", rows);
-    }
+    for (int i = 0; i < 9; i++)
+        if (!*arr[i]) {
+            c->cap_rows = 0;
+            return lrgd_fail(LRGD_E_NOMEM, "effect: out of memory for %d captured rows", rows);
+        }
+    c->cap_rows = (size_t)rows;
     return LRGD_OK;
 }
 
@@ -135,19 +129,22 @@ static lrgd_status capture_hook(void *user, const lrgd_hook_layer *h)
     int l = h->layer, D = h->dim, Qd = h->n_heads * h->head_dim, KV = h->n_kv_heads * h->head_dim;
     int last = h->pos0 + h->n - 1;
     if (c->mode == 1) {
+        /* keep rows row_last - n + 1 .. row_last (they are in one batch: n_batch = seq_len) */
         if (last != c->row_last) return LRGD_OK; /* not the batch holding the answer row */
-        int i = h->n - 1;
-        memcpy(c->x_in + (size_t)l * D, h->x_in + (size_t)i * D, (size_t)D * sizeof(float));
-        memcpy(c->q + (size_t)l * Qd, h->q + (size_t)i * Qd, (size_t)Qd * sizeof(float));
-        memcpy(c->att_out + (size_t)l * Qd, h->att_out + (size_t)i * Qd, (size_t)Qd * sizeof(float));
-        memcpy(c->mid + (size_t)l * D, h->x_mid + (size_t)i * D, (size_t)D * sizeof(float));
-        memcpy(c->xn2 + (size_t)l * D, h->x_ffn_norm + (size_t)i * D, (size_t)D * sizeof(float));
-        for (int hh = 0; hh < h->n_heads; hh++)
-            c->lse[(size_t)l * h->n_heads + hh] = h->att_lse ? h->att_lse[(size_t)hh * h->n + i] : 0.0f;
+        int m = c->n, i0 = h->n - m, H = h->n_heads;
+        if (i0 < 0) return lrgd_fail(LRGD_E_RUNTIME, "effect: the probe's rows span batches");
+        memcpy(c->x_in + (size_t)l * m * D, h->x_in + (size_t)i0 * D, (size_t)m * D * sizeof(float));
+        memcpy(c->q + (size_t)l * m * Qd, h->q + (size_t)i0 * Qd, (size_t)m * Qd * sizeof(float));
+        memcpy(c->att_out + (size_t)l * m * Qd, h->att_out + (size_t)i0 * Qd, (size_t)m * Qd * sizeof(float));
+        memcpy(c->mid + (size_t)l * m * D, h->x_mid + (size_t)i0 * D, (size_t)m * D * sizeof(float));
+        memcpy(c->xn2 + (size_t)l * m * D, h->x_ffn_norm + (size_t)i0 * D, (size_t)m * D * sizeof(float));
+        for (int r = 0; r < m; r++)
+            for (int hh = 0; hh < H; hh++)
+                c->lse[((size_t)l * m + r) * H + hh] = h->att_lse ? h->att_lse[(size_t)hh * h->n + i0 + r] : 0.0f;
         size_t rows = (size_t)c->row_last + 1;
         memcpy(c->k + (size_t)l * rows * KV, h->k_cache, rows * KV * sizeof(float));
         memcpy(c->v + (size_t)l * rows * KV, h->v_cache, rows * KV * sizeof(float));
-        if (l == e->c.n_layers - 1) memcpy(c->x_last, h->x_out + (size_t)i * D, (size_t)D * sizeof(float));
+        if (l == e->c.n_layers - 1) memcpy(c->x_last, h->x_out + (size_t)i0 * D, (size_t)m * D * sizeof(float));
         c->seen++;
     } else if (c->mode == 2) {
         /* rows row0 .. row0+n-1 may span batches: copy whatever this batch adds */

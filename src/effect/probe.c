@@ -31,12 +31,12 @@ void lrgd_probe_free(lrgd_probe *p)
 double lrgd_probe_logp(const lrgd_probe *p) { return p->logp; }
 int lrgd_probe_n_tokens(const lrgd_probe *p) { return p->n_tokens; }
 double lrgd_probe_w0_norm2(const lrgd_probe *p) { return p->w0_norm2; }
-const float *lrgd_probe_embd_grad(const lrgd_probe *p) { return p->dembd; }
+const float *lrgd_probe_embd_grad(const lrgd_probe *p) { return p->dembd + (size_t)(p->n_rows - 1) * p->D; }
 
 const float *lrgd_probe_grad(const lrgd_probe *p, int layer, int head)
 {
     if (layer < 0 || layer >= p->L || head < 0 || head >= p->H) return NULL;
-    return p->g + ((size_t)layer * p->H + head) * p->hd;
+    return p->g + (((size_t)layer * p->n_rows + p->n_rows - 1) * p->H + head) * p->hd;
 }
 
 static float rstd_of(const float *x, int D, float eps)
@@ -46,54 +46,60 @@ static float rstd_of(const float *x, int D, float eps)
     return (float)(1.0 / sqrt(ss / D + eps));
 }
 
-/* The attention backward of one query row t (the last row) of one layer:
- * given do = dl/do_t, adds dq_t and the gradients of k_t and v_t (the only
- * keys/values of row t itself). Every earlier key/value belongs to a row
- * whose gradient l does not need. */
-static void attn_row_backward(const lrgd_config *c, const float *q, const float *K, const float *V, int t,
-                              const float *dout, float *dq, float *dk, float *dv, double *sbuf)
+/* The attention backward of the kept query rows p0..t (p0 = t - m + 1) of
+ * one layer: given dout = dl/do for each, writes dq of each and the
+ * gradients of the keys/values of the kept rows (earlier rows are fixed
+ * context: their gradients are not needed). */
+static void attn_rows_backward(const lrgd_config *c, const float *q, const float *K, const float *V, int t, int m,
+                               const float *dout, float *dq, float *dk, float *dv, double *sbuf)
 {
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, KVd = c->n_kv_heads * hd;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, KVd = c->n_kv_heads * hd, Qd = c->n_heads * hd;
+    int p0 = t - m + 1;
     double scale = 1.0 / sqrt((double)hd);
-    memset(dq, 0, (size_t)c->n_heads * hd * sizeof(float));
-    memset(dk, 0, (size_t)KVd * sizeof(float));
-    memset(dv, 0, (size_t)KVd * sizeof(float));
-    for (int h = 0; h < c->n_heads; h++) {
-        int kh = h / group;
-        const float *qh = q + (size_t)h * hd, *doh = dout + (size_t)h * hd;
-        double *P = sbuf, *dS = sbuf + (t + 1);
-        double mx = -INFINITY;
-        for (int j = 0; j <= t; j++) {
-            const float *kj = K + (size_t)j * KVd + (size_t)kh * hd;
-            double s = 0;
-            for (int d = 0; d < hd; d++) s += (double)qh[d] * kj[d];
-            P[j] = s * scale;
-            if (P[j] > mx) mx = P[j];
-        }
-        if (c->attn == LRGD_ATTN_SOFTMAX) {
-            double z = 0;
-            for (int j = 0; j <= t; j++) z += P[j] = exp(P[j] - mx);
-            for (int j = 0; j <= t; j++) P[j] /= z;
-        }
-        double sum = 0;
-        for (int j = 0; j <= t; j++) {
-            const float *vj = V + (size_t)j * KVd + (size_t)kh * hd;
-            double dp = 0;
-            for (int d = 0; d < hd; d++) dp += (double)doh[d] * vj[d];
-            dS[j] = dp;
-            sum += P[j] * dp;
-        }
-        if (c->attn == LRGD_ATTN_SOFTMAX)
-            for (int j = 0; j <= t; j++) dS[j] = P[j] * (dS[j] - sum);
-        float *dqh = dq + (size_t)h * hd;
-        for (int j = 0; j <= t; j++) {
-            const float *kj = K + (size_t)j * KVd + (size_t)kh * hd;
-            double s = dS[j] * scale;
-            for (int d = 0; d < hd; d++) dqh[d] += (float)(s * kj[d]);
-        }
-        for (int d = 0; d < hd; d++) {
-            dk[(size_t)kh * hd + d] += (float)(dS[t] * scale * qh[d]);
-            dv[(size_t)kh * hd + d] += (float)(P[t] * doh[d]);
+    memset(dq, 0, (size_t)m * Qd * sizeof(float));
+    memset(dk, 0, (size_t)m * KVd * sizeof(float));
+    memset(dv, 0, (size_t)m * KVd * sizeof(float));
+    for (int r = 0; r < m; r++) {
+        int pj = p0 + r;
+        for (int h = 0; h < c->n_heads; h++) {
+            int kh = h / group;
+            const float *qh = q + (size_t)r * Qd + (size_t)h * hd, *doh = dout + (size_t)r * Qd + (size_t)h * hd;
+            double *P = sbuf, *dS = sbuf + (t + 1);
+            double mx = -INFINITY;
+            for (int j = 0; j <= pj; j++) {
+                const float *kj = K + (size_t)j * KVd + (size_t)kh * hd;
+                double s = 0;
+                for (int d = 0; d < hd; d++) s += (double)qh[d] * kj[d];
+                P[j] = s * scale;
+                if (P[j] > mx) mx = P[j];
+            }
+            if (c->attn == LRGD_ATTN_SOFTMAX) {
+                double z = 0;
+                for (int j = 0; j <= pj; j++) z += P[j] = exp(P[j] - mx);
+                for (int j = 0; j <= pj; j++) P[j] /= z;
+            }
+            double sum = 0;
+            for (int j = 0; j <= pj; j++) {
+                const float *vj = V + (size_t)j * KVd + (size_t)kh * hd;
+                double dp = 0;
+                for (int d = 0; d < hd; d++) dp += (double)doh[d] * vj[d];
+                dS[j] = dp;
+                sum += P[j] * dp;
+            }
+            if (c->attn == LRGD_ATTN_SOFTMAX)
+                for (int j = 0; j <= pj; j++) dS[j] = P[j] * (dS[j] - sum);
+            float *dqh = dq + (size_t)r * Qd + (size_t)h * hd;
+            for (int j = 0; j <= pj; j++) {
+                const float *kj = K + (size_t)j * KVd + (size_t)kh * hd;
+                double s = dS[j] * scale;
+                for (int d = 0; d < hd; d++) dqh[d] += (float)(s * kj[d]);
+                if (j < p0) continue;
+                float *dkj = dk + (size_t)(j - p0) * KVd + (size_t)kh * hd, *dvj = dv + (size_t)(j - p0) * KVd + (size_t)kh * hd;
+                for (int d = 0; d < hd; d++) {
+                    dkj[d] += (float)(s * qh[d]);
+                    dvj[d] += (float)(P[j] * doh[d]);
+                }
+            }
         }
     }
 }
@@ -122,17 +128,17 @@ static double w0_norm2(const lrgd_config *c, const float *K, const float *V, int
     return tot;
 }
 
-static lrgd_status probe_alloc(const lrgd_config *c, lrgd_probe **out)
+static lrgd_status probe_alloc(const lrgd_config *c, int m, lrgd_probe **out)
 {
     lrgd_probe *p = calloc(1, sizeof *p);
     if (!p) return lrgd_fail(LRGD_E_NOMEM, "probe: out of memory");
-    size_t LQ = (size_t)c->n_layers * c->n_heads * c->head_dim, LH = (size_t)c->n_layers * c->n_heads;
+    size_t LQ = (size_t)c->n_layers * m * c->n_heads * c->head_dim, LH = (size_t)c->n_layers * m * c->n_heads;
     p->q = lrgd_alloc_n(LQ, sizeof(float));
     p->g = lrgd_alloc_n(LQ, sizeof(float));
     p->o = lrgd_alloc_n(LQ, sizeof(float));
     p->lse = lrgd_alloc_n(LH, sizeof(float));
     p->go = lrgd_alloc_n(LH, sizeof(double));
-    p->dembd = lrgd_alloc_n((size_t)c->dim, sizeof(float));
+    p->dembd = lrgd_alloc_n((size_t)m * c->dim, sizeof(float));
     if (!p->q || !p->g || !p->o || !p->lse || !p->go || !p->dembd) {
         lrgd_probe_free(p);
         return lrgd_fail(LRGD_E_NOMEM, "probe: out of memory");
@@ -143,24 +149,45 @@ static lrgd_status probe_alloc(const lrgd_config *c, lrgd_probe **out)
     p->hd = c->head_dim;
     p->D = c->dim;
     p->attn = c->attn;
+    p->n_rows = m;
     *out = p;
     return LRGD_OK;
 }
 
-static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int32_t y)
+/* dy (n rows of `out`) times W (out x in) into dx (n rows of `in`), any dtype */
+static lrgd_status wt_rows(lrgd_effect *e, int slot, const lrgd_weight *w, const float *dy, float *dx, int n, int acc)
+{
+    if (w->type == LRGD_F32) {
+        tm_linear_backward(dx, NULL, dy, NULL, w->data, n, w->cols, w->rows, acc);
+        return LRGD_OK;
+    }
+    for (int i = 0; i < n; i++)
+        LRGD_TRY(ef_wt_vec(e, slot, w, dy + (size_t)i * w->rows, dx + (size_t)i * w->cols, acc));
+    return LRGD_OK;
+}
+
+/* The backward pass of l along the kept rows (t - m + 1 .. t); g^l of every
+ * kept row lands in p->g. */
+static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int m, int32_t y)
 {
     const lrgd_config *c = &e->c;
-    const lrgd_model *m = e->m;
+    const lrgd_model *md = e->m;
     ef_capture *cp = &e->cap;
     int D = c->dim, F = c->hidden_dim, Qd = c->n_heads * c->head_dim, KVd = c->n_kv_heads * c->head_dim,
         V = c->vocab_size, L = c->n_layers;
-    float *dx = e->b_buf, *dmid = dx + D, *dxn = dmid + D, *dxf = dxn + D, *gate = dxf + D, *up = gate + F,
-          *dh = up + F, *dg = dh + F, *du = dg + F, *dq = du + F, *dout = dq + Qd, *dk = dout + Qd, *dv = dk + Qd,
-          *dl = dv + Qd;
+    size_t mD = (size_t)m * D, mF = (size_t)m * F, mQ = (size_t)m * Qd;
+    float *buf = lrgd_alloc_n(4 * mD + 5 * mF + 4 * mQ + (size_t)V + (size_t)D + (size_t)m, sizeof(float));
     double *sbuf = malloc(2 * (size_t)(t + 1) * sizeof *sbuf);
-    if (!sbuf) return lrgd_fail(LRGD_E_NOMEM, "probe: out of memory");
+    if (!buf || !sbuf) {
+        lrgd_free(buf);
+        free(sbuf);
+        return lrgd_fail(LRGD_E_NOMEM, "probe: out of memory");
+    }
+    float *dx = buf, *dmid = dx + mD, *dxn = dmid + mD, *tmp = dxn + mD, *gate = tmp + mD, *up = gate + mF,
+          *dh = up + mF, *dg = dh + mF, *du = dg + mF, *dq = du + mF, *dout = dq + mQ, *dk = dout + mQ,
+          *dv = dk + mQ, *dl = dv + mQ, *dxf = dl + V, *rs = dxf + D;
 
-    /* dl/dlogits = softmax over the item tokens - onehot(y); 0 for other tokens */
+    /* dl/dlogits at row t = softmax over the item tokens - onehot(y); 0 for other tokens */
     const float *lg = e->logits;
     int ns = e->v.n_special, ni = e->v.n_items;
     float mx = lg[ns];
@@ -170,45 +197,55 @@ static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int32_t 
     memset(dl, 0, (size_t)V * sizeof(float));
     for (int j = 0; j < ni; j++) dl[ns + j] = (float)(exp((double)lg[ns + j] - mx) / z);
     dl[ns + y] -= 1.0f;
-    lrgd_status st = ef_wt_vec(e, L * 8, &m->output, dl, dxf, 0);
-    float r = rstd_of(cp->x_last, D, c->norm_eps);
-    if (st == LRGD_OK) tm_rmsnorm_backward(dx, NULL, dxf, cp->x_last, m->out_norm, &r, 1, D, 0);
+    lrgd_status st = ef_wt_vec(e, L * 8, &md->output, dl, dxf, 0);
+    memset(dx, 0, mD * sizeof(float));
+    const float *xl = cp->x_last + (size_t)(m - 1) * D;
+    float r = rstd_of(xl, D, c->norm_eps);
+    if (st == LRGD_OK) tm_rmsnorm_backward(dx + (size_t)(m - 1) * D, NULL, dxf, xl, md->out_norm, &r, 1, D, 0);
 
     for (int l = L - 1; l >= 0 && st == LRGD_OK; l--) {
-        const lrgd_layer *ly = &m->layers[l];
-        const float *x_in = cp->x_in + (size_t)l * D, *mid = cp->mid + (size_t)l * D, *xn2 = cp->xn2 + (size_t)l * D;
+        const lrgd_layer *ly = &md->layers[l];
+        const float *x_in = cp->x_in + (size_t)l * mD, *mid = cp->mid + (size_t)l * mD, *xn2 = cp->xn2 + (size_t)l * mD;
         /* FFN: x_out = mid + W2 (silu(W1 xn2) * (W3 xn2)), xn2 = rmsnorm(mid) */
-        memcpy(dmid, dx, (size_t)D * sizeof(float));
-        lrgd_matmul(gate, xn2, &ly->w1, 1, 0);
-        lrgd_matmul(up, xn2, &ly->w3, 1, 0);
-        if ((st = ef_wt_vec(e, l * 8 + 5, &ly->w2, dx, dh, 0)) != LRGD_OK) break;
-        tm_swiglu_backward(dg, du, dh, gate, up, (size_t)F);
-        if ((st = ef_wt_vec(e, l * 8 + 4, &ly->w1, dg, dxn, 0)) != LRGD_OK) break;
-        if ((st = ef_wt_vec(e, l * 8 + 6, &ly->w3, du, dxn, 1)) != LRGD_OK) break;
-        float r2 = rstd_of(mid, D, c->norm_eps);
-        tm_rmsnorm_backward(dmid, NULL, dxn, mid, ly->ffn_norm, &r2, 1, D, 1);
-        /* attention: mid = x_in + Wo o_t; g^l = dl/do_t */
-        if ((st = ef_wt_vec(e, l * 8 + 3, &ly->wo, dmid, dout, 0)) != LRGD_OK) break;
-        memcpy(p->g + (size_t)l * Qd, dout, (size_t)Qd * sizeof(float));
-        attn_row_backward(c, cp->q + (size_t)l * Qd, cp->k + (size_t)l * (t + 1) * KVd,
-                          cp->v + (size_t)l * (t + 1) * KVd, t, dout, dq, dk, dv, sbuf);
-        /* q_t and k_t were rotated by R_t: the backward rotates by R_t^T */
-        lrgd_rope(dq, 1, c->n_heads, c->head_dim, t, NULL, c->rope_base, c->rope_type, -1);
-        lrgd_rope(dk, 1, c->n_kv_heads, c->head_dim, t, NULL, c->rope_base, c->rope_type, -1);
-        if ((st = ef_wt_vec(e, l * 8 + 0, &ly->wq, dq, dxn, 0)) != LRGD_OK) break;
-        if ((st = ef_wt_vec(e, l * 8 + 1, &ly->wk, dk, dxn, 1)) != LRGD_OK) break;
-        if ((st = ef_wt_vec(e, l * 8 + 2, &ly->wv, dv, dxn, 1)) != LRGD_OK) break;
-        float r1 = rstd_of(x_in, D, c->norm_eps);
-        memcpy(dx, dmid, (size_t)D * sizeof(float));
-        tm_rmsnorm_backward(dx, NULL, dxn, x_in, ly->attn_norm, &r1, 1, D, 1);
+        memcpy(dmid, dx, mD * sizeof(float));
+        lrgd_matmul(gate, xn2, &ly->w1, m, 0);
+        lrgd_matmul(up, xn2, &ly->w3, m, 0);
+        if ((st = wt_rows(e, l * 8 + 5, &ly->w2, dx, dh, m, 0)) != LRGD_OK) break;
+        tm_swiglu_backward(dg, du, dh, gate, up, mF);
+        if ((st = wt_rows(e, l * 8 + 4, &ly->w1, dg, dxn, m, 0)) != LRGD_OK) break;
+        if ((st = wt_rows(e, l * 8 + 6, &ly->w3, du, dxn, m, 1)) != LRGD_OK) break;
+        for (int i = 0; i < m; i++) rs[i] = rstd_of(mid + (size_t)i * D, D, c->norm_eps);
+        tm_rmsnorm_backward(dmid, NULL, dxn, mid, ly->ffn_norm, rs, m, D, 1);
+        /* attention: mid = x_in + Wo o; g^l = dl/do */
+        if ((st = wt_rows(e, l * 8 + 3, &ly->wo, dmid, dout, m, 0)) != LRGD_OK) break;
+        memcpy(p->g + (size_t)l * mQ, dout, mQ * sizeof(float));
+        attn_rows_backward(c, cp->q + (size_t)l * mQ, cp->k + (size_t)l * (t + 1) * KVd,
+                           cp->v + (size_t)l * (t + 1) * KVd, t, m, dout, dq, dk, dv, sbuf);
+        /* q and k of row j were rotated by R_j: the backward rotates by R_j^T */
+        lrgd_rope(dq, m, c->n_heads, c->head_dim, t - m + 1, NULL, c->rope_base, c->rope_type, -1);
+        lrgd_rope(dk, m, c->n_kv_heads, c->head_dim, t - m + 1, NULL, c->rope_base, c->rope_type, -1);
+        if ((st = wt_rows(e, l * 8 + 0, &ly->wq, dq, dxn, m, 0)) != LRGD_OK) break;
+        if ((st = wt_rows(e, l * 8 + 1, &ly->wk, dk, dxn, m, 1)) != LRGD_OK) break;
+        if ((st = wt_rows(e, l * 8 + 2, &ly->wv, dv, dxn, m, 1)) != LRGD_OK) break;
+        for (int i = 0; i < m; i++) rs[i] = rstd_of(x_in + (size_t)i * D, D, c->norm_eps);
+        memcpy(dx, dmid, mD * sizeof(float));
+        tm_rmsnorm_backward(dx, NULL, dxn, x_in, ly->attn_norm, rs, m, D, 1);
     }
-    if (st == LRGD_OK) memcpy(p->dembd, dx, (size_t)D * sizeof(float));
+    if (st == LRGD_OK) memcpy(p->dembd, dx, mD * sizeof(float));
+    (void)tmp;
+    lrgd_free(buf);
     free(sbuf);
     return st;
 }
 
 lrgd_status lrgd_probe_run(lrgd_effect *e, const int *const *demo_tok, const int *demo_len, int n_demos,
                            const int *query_tok, int n_query, int32_t y, lrgd_probe **out)
+{
+    return lrgd_probe_run_ex(e, demo_tok, demo_len, n_demos, query_tok, n_query, y, 0, out);
+}
+
+lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const int *demo_len, int n_demos,
+                              const int *query_tok, int n_query, int32_t y, unsigned flags, lrgd_probe **out)
 {
     *out = NULL;
     const lrgd_config *c = &e->c;
@@ -232,32 +269,36 @@ lrgd_status lrgd_probe_run(lrgd_effect *e, const int *const *demo_tok, const int
     }
     memcpy(tok + k, query_tok, (size_t)n_query * sizeof(int));
 
+    if (flags & ~(unsigned)LRGD_PROBE_ALL_ROWS) return lrgd_fail(LRGD_E_INVALID, "probe: unknown flags 0x%x", flags);
+    int m = flags & LRGD_PROBE_ALL_ROWS ? n - e->n_instr : 1; /* kept rows: after the insertion point, or t */
     LRGD_TRY(ef_capture_reserve(e, n));
     e->cap.mode = 1;
     e->cap.row_last = n - 1;
+    e->cap.n = m;
     LRGD_TRY(ef_eval_after_instr(e, tok, NULL, n, e->logits, 0));
     if (e->cap.seen != c->n_layers) return lrgd_fail(LRGD_E_RUNTIME, "probe: the hook saw %d of %d layers",
                                                       e->cap.seen, c->n_layers);
     lrgd_probe *p = NULL;
-    LRGD_TRY(probe_alloc(c, &p));
+    LRGD_TRY(probe_alloc(c, m, &p));
     p->n_tokens = n;
     p->ins_pos = e->n_instr;
     p->logp = ef_item_logp(e, e->logits, e->v.n_special + y);
     lrgd_status st = isfinite(p->logp) ? LRGD_OK : lrgd_fail(LRGD_E_NUMERIC, "probe: log p(y) is not finite");
-    if (st == LRGD_OK) st = probe_backward(e, p, n - 1, y);
+    if (st == LRGD_OK) st = probe_backward(e, p, n - 1, m, y);
     if (st == LRGD_OK) {
         int Qd = c->n_heads * c->head_dim, H = c->n_heads, hd = c->head_dim;
-        memcpy(p->q, e->cap.q, (size_t)c->n_layers * Qd * sizeof(float));
-        memcpy(p->o, e->cap.att_out, (size_t)c->n_layers * Qd * sizeof(float));
-        memcpy(p->lse, e->cap.lse, (size_t)c->n_layers * H * sizeof(float));
-        /* q_t as seen from a demonstration inserted right after T: rotate back by the insertion position */
-        for (int l = 0; l < c->n_layers; l++)
-            lrgd_rope(p->q + (size_t)l * Qd, 1, H, hd, p->ins_pos, NULL, c->rope_base, c->rope_type, -1);
-        for (size_t i = 0; i < (size_t)c->n_layers * H; i++) {
+        size_t LM = (size_t)c->n_layers * m;
+        memcpy(p->q, e->cap.q, LM * Qd * sizeof(float));
+        memcpy(p->o, e->cap.att_out, LM * Qd * sizeof(float));
+        memcpy(p->lse, e->cap.lse, LM * H * sizeof(float));
+        /* q as seen from a demonstration inserted right after T: rotate back by the insertion position */
+        for (size_t i = 0; i < LM; i++)
+            lrgd_rope(p->q + i * Qd, 1, H, hd, p->ins_pos, NULL, c->rope_base, c->rope_type, -1);
+        for (size_t i = 0; i < LM * H; i++) {
             double s = 0;
             for (int d = 0; d < hd; d++) s += (double)p->g[i * hd + d] * p->o[i * hd + d];
             p->go[i] = s;
-            if (!isfinite(s)) st = lrgd_fail(LRGD_E_NUMERIC, "probe: gradient at layer %zu is not finite", i / H);
+            if (!isfinite(s)) st = lrgd_fail(LRGD_E_NUMERIC, "probe: gradient at layer %zu is not finite", i / H / m);
         }
         /* the user's own implicit model: rows of T and Q */
         int *rows = malloc((size_t)n * sizeof *rows), nr = 0;

@@ -138,7 +138,7 @@ lrgd_status st_greedy(lrgd_effect *e, lrgd_store *st, const int *ids, int n, con
             dl[j] = lrgd_store_len(st, ids[c * E]);
         }
         lrgd_probe *p = NULL;
-        s_ = lrgd_probe_run(e, dt, dl, ns, qtok, nq, y, &p);
+        s_ = lrgd_probe_run_ex(e, dt, dl, ns, qtok, nq, y, o->all_rows ? LRGD_PROBE_ALL_ROWS : 0, &p);
         if (s_ != LRGD_OK) break;
         if (step == 0) {
             w0 = lrgd_probe_w0_norm2(p);

@@ -177,33 +177,35 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
 /* Effect_D of one entry (see lrgd/effect.h for the two forms). */
 double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double eps)
 {
-    int H = p->H, hd = p->hd, group = p->H / p->KVH, KV = s->KV, len = s->len[id], r0 = s->off[id];
+    int H = p->H, hd = p->hd, group = p->H / p->KVH, KV = s->KV, len = s->len[id], r0 = s->off[id], M = p->n_rows;
     float scale = 1.0f / sqrtf((float)hd);
     double eff = 0;
     for (int l = 0; l < p->L; l++)
-        for (int h = 0; h < H; h++) {
-            int kh = h / group;
-            const float *q = p->q + ((size_t)l * H + h) * hd, *g = p->g + ((size_t)l * H + h) * hd;
-            double acc;
-            if (p->attn == LRGD_ATTN_LINEAR) {
-                acc = 0;
-                for (int i = 0; i < len; i++) {
-                    const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
-                    acc += (double)(dotf(k, q, hd) * scale) * dotf(v, g, hd);
+        for (int r = 0; r < M; r++)
+            for (int h = 0; h < H; h++) {
+                int kh = h / group;
+                size_t qi = ((size_t)l * M + r) * H + h;
+                const float *q = p->q + qi * hd, *g = p->g + qi * hd;
+                double acc;
+                if (p->attn == LRGD_ATTN_LINEAR) {
+                    acc = 0;
+                    for (int i = 0; i < len; i++) {
+                        const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
+                        acc += (double)(dotf(k, q, hd) * scale) * dotf(v, g, hd);
+                    }
+                    acc *= eps;
+                } else {
+                    double lse = p->lse[qi], go = p->go[qi], num = 0, den = 1;
+                    for (int i = 0; i < len; i++) {
+                        const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
+                        double ei = eps * exp((double)(dotf(k, q, hd) * scale) - lse);
+                        num += ei * ((double)dotf(v, g, hd) - go);
+                        den += ei;
+                    }
+                    acc = num / den;
                 }
-                acc *= eps;
-            } else {
-                double lse = p->lse[(size_t)l * H + h], go = p->go[(size_t)l * H + h], num = 0, den = 1;
-                for (int i = 0; i < len; i++) {
-                    const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
-                    double ei = eps * exp((double)(dotf(k, q, hd) * scale) - lse);
-                    num += ei * ((double)dotf(v, g, hd) - go);
-                    den += ei;
-                }
-                acc = num / den;
+                eff -= acc;
             }
-            eff -= acc;
-        }
     return eff;
 }
 

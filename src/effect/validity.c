@@ -76,17 +76,19 @@ static void summarize(lrgd_validity *V, int top_k)
 {
     int n = V->n_pairs;
     double *e = malloc((size_t)(n ? n : 1) * sizeof *e), *pt = malloc((size_t)(n ? n : 1) * sizeof *pt),
-           *g = malloc((size_t)(n ? n : 1) * sizeof *g);
+           *g = malloc((size_t)(n ? n : 1) * sizeof *g), *ea = malloc((size_t)(n ? n : 1) * sizeof *ea);
     idx_val *iv = malloc((size_t)(n ? n : 1) * sizeof *iv);
-    V->rho = V->rho_per_token = V->rho_user_mean = V->pearson = V->top1_agree = NAN;
+    V->rho = V->rho_all_rows = V->rho_per_token = V->rho_user_mean = V->pearson = V->top1_agree = NAN;
     V->gain_top = V->gain_all = V->gain_bottom = NAN;
-    if (!e || !pt || !g || !iv || n < 2 || isnan(V->pairs[0].dlogp)) goto done;
+    if (!e || !pt || !g || !ea || !iv || n < 2 || isnan(V->pairs[0].dlogp)) goto done;
     for (int i = 0; i < n; i++) {
         e[i] = V->pairs[i].effect;
         pt[i] = V->pairs[i].per_token;
         g[i] = V->pairs[i].dlogp;
+        ea[i] = V->pairs[i].effect_all;
     }
     V->rho = lrgd_spearman(e, g, n);
+    V->rho_all_rows = lrgd_spearman(ea, g, n);
     V->rho_per_token = lrgd_spearman(pt, g, n);
     V->pearson = lrgd_pearson(e, g, n);
     double rs = 0, agree = 0, gt = 0, ga = 0, gb = 0;
@@ -126,6 +128,7 @@ done:
     free(e);
     free(pt);
     free(g);
+    free(ea);
     free(iv);
 }
 
@@ -149,9 +152,10 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     lrgd_demo_index *ix = NULL;
     int *sid = malloc((size_t)nu * sizeof *sid), *ids = malloc((size_t)P * sizeof *ids);
     int32_t *cu = malloc((size_t)P * sizeof *cu);
-    double *eff = malloc((size_t)P * sizeof *eff), *ptk = malloc((size_t)P * sizeof *ptk);
+    double *eff = malloc((size_t)P * sizeof *eff), *ptk = malloc((size_t)P * sizeof *ptk),
+           *efa = malloc((size_t)P * sizeof *efa);
     int *tok = NULL, *qt = malloc(4096 * sizeof *qt);
-    lrgd_status s_ = V && sid && ids && cu && eff && ptk && qt ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    lrgd_status s_ = V && sid && ids && cu && eff && ptk && efa && qt ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
     if (s_ == LRGD_OK) {
         V->users = malloc((size_t)NU * sizeof *V->users);
         V->logp0 = malloc((size_t)NU * sizeof *V->logp0);
@@ -207,9 +211,15 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
         V->t_score += lrgd_now() - t0;
         lrgd_probe_free(p);
         if (s_ != LRGD_OK) break;
+        /* the all-rows form (its own probe; not part of the timing above) */
+        p = NULL;
+        s_ = lrgd_probe_run_ex(e, NULL, NULL, 0, qt, nq, y, LRGD_PROBE_ALL_ROWS, &p);
+        if (s_ == LRGD_OK) s_ = lrgd_effect_score(st, p, ids, nc, efa, NULL);
+        lrgd_probe_free(p);
+        if (s_ != LRGD_OK) break;
         for (int c = 0; c < nc && s_ == LRGD_OK; c++) {
             lrgd_validity_pair *pr = &V->pairs[V->n_pairs++];
-            *pr = (lrgd_validity_pair){u, cu[c], lrgd_store_len(st, ids[c]), eff[c], ptk[c], NAN};
+            *pr = (lrgd_validity_pair){u, cu[c], lrgd_store_len(st, ids[c]), eff[c], ptk[c], efa[c], NAN};
             if (!o->truth) continue;
             /* ground truth: [T | d | Q], T's cache reused */
             int k = e->n_instr, len = lrgd_store_len(st, ids[c]);
@@ -247,6 +257,7 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     free(cu);
     free(eff);
     free(ptk);
+    free(efa);
     free(tok);
     free(qt);
     if (s_ != LRGD_OK) {
