@@ -51,6 +51,8 @@ const char help_optimize[] =
     "  --no-perturb       ablation: plain Effect_D, no perturbed copies\n"
     "  --no-reg           ablation: no trust region and no redundancy term\n"
     "  --no-plaus         no plausibility floor\n"
+    "  --all-rows         score with the all-rows form of Effect_D (every row after T,\n"
+    "                     the full first-order effect) instead of the answer row only\n"
     "  --rounds R         stage-2 rounds (default 3)\n"
     "  --proposals N      gradient proposals kept per item position (default 16)\n"
     "  --verify N         proposals checked by forward passes per user and round (default 4)\n"
@@ -71,7 +73,7 @@ const char help_optimize[] =
 enum {
     OPT_MODEL = 2201, OPT_DATA, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_STAGE, OPT_PERTURB, OPT_M, OPT_BETA,
     OPT_LAMBDA, OPT_MU, OPT_PLAUS, OPT_NOPERT, OPT_NOREG, OPT_NOPLAUS, OPT_ROUNDS, OPT_PROPOSALS, OPT_VERIFY, OPT_M2,
-    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT
+    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT, OPT_ALLROWS
 };
 
 static int parse_perturb(const char *CMD, const char *spec, lrgd_perturb *p)
@@ -245,6 +247,7 @@ int cmd_optimize(int argc, char **argv)
         {"max-hist", required_argument, 0, OPT_MAXH}, {"demo-hist", required_argument, 0, OPT_DEMOH},
         {"no-test", no_argument, 0, OPT_NOTEST},      {"replay", required_argument, 0, OPT_REPLAY},
         {"replay-users", required_argument, 0, OPT_REPLAYU}, {"out", required_argument, 0, OPT_OUT},
+        {"all-rows", no_argument, 0, OPT_ALLROWS},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     const char *CMD = "optimize";
     cli_common cc;
@@ -291,6 +294,7 @@ int cmd_optimize(int argc, char **argv)
         case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.max_hist = (int)v; break;
         case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.demo_hist = (int)v; break;
         case OPT_NOTEST: no_test = 1; break;
+        case OPT_ALLROWS: o.all_rows = 1; break;
         case OPT_REPLAY: if (cli_int(CMD, "replay", optarg, 1, 1000, &replay)) return CLI_USAGE; break;
         case OPT_REPLAYU: if (cli_int(CMD, "replay-users", optarg, 1, 10000000, &replay_users)) return CLI_USAGE; break;
         case OPT_OUT:
@@ -380,6 +384,7 @@ int cmd_optimize(int argc, char **argv)
         lrgd_json_kint(&j, "k", o.k);
         lrgd_json_kint(&j, "pool", o.pool);
         lrgd_json_kint(&j, "stage", o.stage);
+        lrgd_json_kstr(&j, "effect", o.all_rows ? "all rows" : "answer row (LRGD.md)");
         lrgd_json_key(&j, "perturbation");
         lrgd_json_bool(&j, o.use_perturb);
         json_perturb(&j, "perturb", &o.perturb);

@@ -195,10 +195,19 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
                     }
                     acc *= eps;
                 } else {
-                    double lse = p->lse[qi], go = p->go[qi], num = 0, den = 1;
+                    /* sum_i e_i (g.v_i - g.o) / (1 + sum_i e_i), e_i = eps exp(s_i - lse), with a running
+                     * maximum of the exponents (0 stands for the "1") so that nothing overflows */
+                    double lse = p->lse[qi] - log(eps), go = p->go[qi], num = 0, den = 1, mx = 0;
                     for (int i = 0; i < len; i++) {
                         const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
-                        double ei = eps * exp((double)(dotf(k, q, hd) * scale) - lse);
+                        double x = (double)(dotf(k, q, hd) * scale) - lse;
+                        if (x > mx) {
+                            double f = exp(mx - x);
+                            num *= f;
+                            den *= f;
+                            mx = x;
+                        }
+                        double ei = exp(x - mx);
                         num += ei * ((double)dotf(v, g, hd) - go);
                         den += ei;
                     }
