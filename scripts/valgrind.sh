@@ -30,15 +30,13 @@ export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=0 OPENBLAS_NUM_T
 export LRGD_VALGRIND=1
 
 run_one() { # test name -> writes vg/NAME.status: "rc wall_s cpu_s"
-  local t=$1 rc
-  (cd "$build/tests" && /usr/bin/time -f '%e %U %S' -o "$build/vg/$t.time" \
-     timeout "${LRGD_VG_TIMEOUT:-1800}" valgrind --tool=memcheck --error-exitcode=99 \
+  local t=$1 rc TIMEFORMAT='%R %U %S'
+  { time (cd "$build/tests" && timeout "${LRGD_VG_TIMEOUT:-1800}" valgrind --tool=memcheck --error-exitcode=99 \
      --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible \
      --track-origins=yes --num-callers=30 --suppressions="$root/scripts/valgrind.supp" \
-     --log-file="$build/vg/$t.log" "./$t" >"$build/vg/$t.out" 2>&1)
+     --log-file="$build/vg/$t.log" "./$t" >"$build/vg/$t.out" 2>&1); } 2>"$build/vg/$t.time"
   rc=$?
-  # /usr/bin/time notes a non-zero exit on its first line
-  read -r wall user sys < <(grep -E '^[0-9.]+ [0-9.]+ [0-9.]+$' "$build/vg/$t.time")
+  read -r wall user sys <"$build/vg/$t.time"
   echo "$rc ${wall%.*} $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%d", u + s + 0.5}')" >"$build/vg/$t.status"
 }
 export -f run_one
