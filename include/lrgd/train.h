@@ -235,7 +235,8 @@ typedef struct lrgd_train_opts {
 } lrgd_train_opts;
 /* 2 layers, dim 64, 2 heads, 1 kv head, hidden 128, seq 256, softmax, K 3,
  * max_hist 50, demo_hist 20, p_similar 0.75, 40 epochs, batch 128, dropout
- * 0.3, AdamW defaults, seed 42, save every 60 s */
+ * 0.3, sampled softmax with 2048 negatives, AdamW defaults, seed 42, save
+ * every 60 s */
 void lrgd_train_opts_init(lrgd_train_opts *o);
 
 typedef struct lrgd_train_epoch {

@@ -37,6 +37,7 @@ void lrgd_train_opts_init(lrgd_train_opts *o)
     o->epochs = 40;
     o->batch = 128;
     o->dropout = 0.3;
+    o->sampled = 2048; /* as good as the full softmax on Beauty, 1.8x faster steps (docs/training.md) */
     lrgd_adamw_opts_init(&o->adamw);
     o->seed = 42;
     o->max_minutes = 0;
