@@ -18,6 +18,7 @@ typedef struct ref {
     const lrgd_config *c;
     int n_items;
     const lrgd_tmodel *t;
+    const int *pos, *vis; /* NULL: positions 0.. and the causal mask; else per row (see tm_forward_ex) */
 } ref;
 
 static const double *W(const ref *r, const double *p, int tensor)
@@ -81,21 +82,27 @@ static double ref_loss(const ref *r, const double *p, const double *embd, const 
                 matvec(q + i * Qd, W(r, p, b0 + 1), xn + i * D, Qd, D);
                 matvec(k + i * KVd, W(r, p, b0 + 2), xn + i * D, KVd, D);
                 matvec(v + i * KVd, W(r, p, b0 + 3), xn + i * D, KVd, D);
-                rope_ref(q + i * Qd, H, hd, i, c->rope_base);
-                rope_ref(k + i * KVd, KVH, hd, i, c->rope_base);
+                int pi = r->pos ? r->pos[off[s] + i] : i;
+                rope_ref(q + i * Qd, H, hd, pi, c->rope_base);
+                rope_ref(k + i * KVd, KVH, hd, pi, c->rope_base);
             }
             for (int h = 0; h < H; h++) {
                 int kh = h / (H / KVH);
                 for (int i = 0; i < T; i++) {
+                    /* keys seen: 0..lim and the row itself */
+                    int lim = r->vis ? r->vis[off[s] + i] : i - 1;
                     double mx = -1e300, z = 0;
                     for (int j = 0; j <= i; j++) {
+                        sc[j] = 0;
+                        if (j > lim && j != i) continue;
                         double d = 0;
                         for (int e = 0; e < hd; e++) d += q[i * Qd + h * hd + e] * k[j * KVd + kh * hd + e];
                         sc[j] = d / sqrt((double)hd);
                         if (sc[j] > mx) mx = sc[j];
                     }
                     if (c->attn == LRGD_ATTN_SOFTMAX) {
-                        for (int j = 0; j <= i; j++) z += (sc[j] = exp(sc[j] - mx));
+                        for (int j = 0; j <= i; j++)
+                            if (j <= lim || j == i) z += (sc[j] = exp(sc[j] - mx));
                         for (int j = 0; j <= i; j++) sc[j] /= z;
                     }
                     for (int e = 0; e < hd; e++) {
@@ -196,8 +203,31 @@ static double rel_err(const float *an, const double *nu, size_t n)
     return worst;
 }
 
-static void check_mode(lrgd_attn_mode mode, const char *name)
+/* A second layout: answer probes. Sequence 0 is BOS a b c d ANS then three
+ * probes (ANS tokens) that see BOS..a, BOS..b, BOS..c (and themselves) at
+ * the positions an ANS would have there, each predicting the next item;
+ * sequence 1 is plain. */
+static const int P_OFF[] = {0, 9, 14};
+static const int P_TOK[] = {1, 5, 9, 12, 20, 3, 3, 3, 3, /**/ 1, 7, 8, 10, 3};
+static const int P_TGT[] = {-1, 9, 12, 20, -1, 14, 9, 12, 20, /**/ -1, 8, 10, -1, 6};
+static const int P_POS[] = {0, 1, 2, 3, 4, 5, 2, 3, 4, /**/ 0, 1, 2, 3, 4};
+static const int P_VIS[] = {-1, 0, 1, 2, 3, 4, 1, 2, 3, /**/ -1, 0, 1, 2, 3};
+
+typedef struct layout {
+    const char *name;
+    int n_seq;
+    const int *off, *tok, *tgt, *pos, *vis;
+} layout;
+
+static const layout L_CAUSAL = {"causal", 3, OFF, TOK, TGT, NULL, NULL};
+static const layout L_PROBES = {"probes", 2, P_OFF, P_TOK, P_TGT, P_POS, P_VIS};
+
+static void check_mode(lrgd_attn_mode mode, const char *mname, const layout *L)
 {
+    char name[64];
+    snprintf(name, sizeof name, "%s, %s", mname, L->name);
+    const int *OFF_ = L->off, *TOK_ = L->tok, *TGT_ = L->tgt;
+    int NS = L->n_seq;
     int n_items = 23;
     lrgd_config c = tiny(mode, n_items);
     lrgd_tmodel *t;
@@ -205,20 +235,20 @@ static void check_mode(lrgd_attn_mode mode, const char *name)
     if (!t) return;
     perturb_norms(t, 3);
     size_t np = lrgd_tmodel_n_params(t);
-    int n_tok = OFF[3], D = c.dim;
-    lrgd_tbatch b = {3, OFF, TOK, NULL, TGT};
+    int n_tok = OFF_[NS], D = c.dim;
+    lrgd_tbatch b = {NS, OFF_, TOK_, NULL, TGT_};
 
     /* analytic */
     lrgd_tmodel_zero_grad(t);
     double loss_f;
     float *d_embd = calloc((size_t)n_tok * D, sizeof(float));
-    CHECK_OK(lrgd_tmodel_grad(t, &b, 0, &loss_f, d_embd));
+    CHECK_OK(tm_grad_ex(t, &b, L->pos, L->vis, 0, &loss_f, d_embd));
 
     /* reference loss agrees with the float forward */
-    ref r = {&c, n_items, t};
+    ref r = {&c, n_items, t, L->pos, L->vis};
     double *p = malloc(np * sizeof(double));
     for (size_t i = 0; i < np; i++) p[i] = lrgd_tmodel_params(t)[i];
-    double loss_d = ref_loss(&r, p, NULL, TOK, OFF, 3, TGT);
+    double loss_d = ref_loss(&r, p, NULL, TOK_, OFF_, NS, TGT_);
     printf("%s: loss float %.9f, reference %.9f\n", name, loss_f, loss_d);
     CHECK_NEAR(loss_f, loss_d, 1e-5 * fabs(loss_d));
 
@@ -243,9 +273,9 @@ static void check_mode(lrgd_attn_mode mode, const char *name)
         if (!chk[i]) continue;
         double keep = p[i];
         p[i] = keep + h;
-        double lp = ref_loss(&r, p, NULL, TOK, OFF, 3, TGT);
+        double lp = ref_loss(&r, p, NULL, TOK_, OFF_, NS, TGT_);
         p[i] = keep - h;
-        double lm = ref_loss(&r, p, NULL, TOK, OFF, 3, TGT);
+        double lm = ref_loss(&r, p, NULL, TOK_, OFF_, NS, TGT_);
         p[i] = keep;
         num[i] = (lp - lm) / (2 * h);
     }
@@ -269,19 +299,19 @@ static void check_mode(lrgd_attn_mode mode, const char *name)
     float *embf = malloc((size_t)n_tok * D * sizeof(float));
     for (int i = 0; i < n_tok; i++)
         for (int j = 0; j < D; j++) {
-            embf[i * D + j] = lrgd_tmodel_params(t)[(size_t)TOK[i] * D + j] + 0.05f * (float)((i * 7 + j * 3) % 5 - 2);
+            embf[i * D + j] = lrgd_tmodel_params(t)[(size_t)TOK_[i] * D + j] + 0.05f * (float)((i * 7 + j * 3) % 5 - 2);
             emb[i * D + j] = embf[i * D + j];
         }
-    lrgd_tbatch be = {3, OFF, TOK, embf, TGT};
+    lrgd_tbatch be = {NS, OFF_, TOK_, embf, TGT_};
     lrgd_tmodel_zero_grad(t);
-    CHECK_OK(lrgd_tmodel_grad(t, &be, 0, &loss_f, d_embd));
+    CHECK_OK(tm_grad_ex(t, &be, L->pos, L->vis, 0, &loss_f, d_embd));
     double *nume = malloc((size_t)n_tok * D * sizeof(double));
     for (int i = 0; i < n_tok * D; i++) {
         double keep = emb[i];
         emb[i] = keep + h;
-        double lp = ref_loss(&r, p, emb, TOK, OFF, 3, TGT);
+        double lp = ref_loss(&r, p, emb, TOK_, OFF_, NS, TGT_);
         emb[i] = keep - h;
-        double lm = ref_loss(&r, p, emb, TOK, OFF, 3, TGT);
+        double lm = ref_loss(&r, p, emb, TOK_, OFF_, NS, TGT_);
         emb[i] = keep;
         nume[i] = (lp - lm) / (2 * h);
     }
@@ -484,6 +514,46 @@ static void check_exp(void)
     CHECK(tm_expf(-1000.0f) >= 0 && tm_expf(-1000.0f) < 1e-37f);
 }
 
+/* Each probe of the probe layout gives exactly the logits that the
+ * inference engine gives at the final ANS of the prompt [BOS .. item ANS]
+ * it stands for: the probes are separate prompts sharing one pass. */
+static void check_probes(lrgd_attn_mode mode, const char *name)
+{
+    lrgd_config c = tiny(mode, 23);
+    lrgd_tmodel *t;
+    CHECK_OK(lrgd_tmodel_new(&c, 41, &t));
+    if (!t) return;
+    perturb_norms(t, 4);
+    int N = P_OFF[2], D = c.dim, V = c.vocab_size;
+    lrgd_tbatch b = {2, P_OFF, P_TOK, NULL, NULL};
+    float *hid = malloc((size_t)N * D * sizeof(float)), *le = malloc((size_t)V * sizeof(float));
+    CHECK_OK(tm_forward_ex(t, &b, P_POS, P_VIS, 0, NULL, NULL, hid));
+    const float *E = lrgd_tmodel_params(t);
+    double worst = 0;
+    int rows[4] = {6, 7, 8, 5}; /* probes after a, b, c, and the real ANS after d */
+    for (int k = 0; k < 4; k++) {
+        int r = rows[k], n_prefix = P_VIS[r] + 1; /* BOS .. the item the probe follows */
+        int prompt[8];
+        memcpy(prompt, P_TOK, (size_t)n_prefix * sizeof(int));
+        prompt[n_prefix] = LRGD_TOK_ANS;
+        lrgd_state *st = NULL;
+        CHECK_OK(lrgd_state_new(lrgd_tmodel_model(t), 16, 16, &st));
+        if (!st) break;
+        CHECK_OK(lrgd_eval(st, prompt, n_prefix + 1, le, 0));
+        lrgd_state_free(st);
+        for (int v = 0; v < V; v++) {
+            double sc = 0;
+            for (int j = 0; j < D; j++) sc += (double)hid[r * D + j] * E[v * D + j];
+            worst = fmax(worst, fabs(sc - le[v]));
+        }
+    }
+    printf("%s: answer probes vs lrgd_eval of their own prompts: max abs logit diff %.2e\n", name, worst);
+    CHECK(worst < 1e-4);
+    free(hid);
+    free(le);
+    lrgd_tmodel_free(t);
+}
+
 int main(void)
 {
     /* one thread: the checks run thousands of tiny passes, and on a shared
@@ -491,8 +561,12 @@ int main(void)
     lrgd_set_threads(1);
     check_exp();
     check_threads();
-    check_mode(LRGD_ATTN_SOFTMAX, "softmax+GQA");
-    check_mode(LRGD_ATTN_LINEAR, "linear+GQA");
+    check_mode(LRGD_ATTN_SOFTMAX, "softmax+GQA", &L_CAUSAL);
+    check_mode(LRGD_ATTN_LINEAR, "linear+GQA", &L_CAUSAL);
+    check_mode(LRGD_ATTN_SOFTMAX, "softmax+GQA", &L_PROBES);
+    check_mode(LRGD_ATTN_LINEAR, "linear+GQA", &L_PROBES);
+    check_probes(LRGD_ATTN_SOFTMAX, "softmax+GQA");
+    check_probes(LRGD_ATTN_LINEAR, "linear+GQA");
     check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA", 0);
     check_dropout(LRGD_ATTN_LINEAR, "linear+GQA", 0);
     check_dropout(LRGD_ATTN_SOFTMAX, "softmax+GQA", 8);

@@ -244,8 +244,9 @@ static void test_layout(const lrgd_split *sp, const lrgd_train_opts *o)
     if (!ix || ep.n_seq == 0) { tm_ep_free(&ep); lrgd_demo_index_free(ix); return; }
     lrgd_prompt_vocab pv = {LRGD_TOK_BOS, LRGD_TOK_SEP, LRGD_TOK_ANS, LRGD_N_SPECIAL, N_ITEMS};
     int mismatch = 0, with_demos = 0, tgt_bad = 0;
+    int probes = 0;
     for (int s = 0; s < ep.n_seq; s++) {
-        int b = ep.off[s], e = ep.off[s + 1];
+        int b = ep.off[s], e = ep.ans_row[s] + 1; /* the prompt part; answer probes follow */
         /* recover the demo users from the provenance of each demonstration's answer row */
         lrgd_demo demos[8];
         int nd = 0;
@@ -264,13 +265,25 @@ static void test_layout(const lrgd_split *sp, const lrgd_train_opts *o)
         CHECK_OK(lrgd_prompt_build(&pv, NULL, demos, nd, it + len - 1 - nq, nq, &p));
         if (!p || p->n_tokens != e - b || memcmp(p->tokens, ep.tok + b, (size_t)(e - b) * sizeof(int)) != 0) mismatch++;
         lrgd_prompt_free(p);
+        /* the prompt rows: causal, positions 0.. */
+        for (int i = b; i < e; i++) tgt_bad += ep.pos[i] != i - b || ep.vis[i] != i - b - 1;
         /* targets: history rows -> next history item, final ANS -> the last training item */
-        CHECK(ep.ans_row[s] == e - 1);
         if (ep.tgt[e - 1] != LRGD_N_SPECIAL + it[len - 1]) tgt_bad++;
         for (int i = 0; i < nq - 1; i++)
             if (ep.tgt[e - 1 - nq + i] != LRGD_N_SPECIAL + it[len - nq + i]) tgt_bad++;
         if (ep.tgt[e - 2] != -1) tgt_bad++; /* the last history row's next token is ANS, not an item */
+        /* answer probes: one per history item but the last, each an ANS that sees
+         * up to its item, sits right after it and predicts the next one */
+        int np = ep.off[s + 1] - e;
+        CHECK(np == (o->probes ? nq - 1 : 0));
+        for (int k = 0; k < np; k++) {
+            int r = e + k, item_row = e - 1 - nq + k;
+            probes++;
+            tgt_bad += ep.tok[r] != LRGD_TOK_ANS || ep.vis[r] != item_row - b || ep.pos[r] != item_row - b + 1 ||
+                       ep.tgt[r] != LRGD_N_SPECIAL + it[len - nq + k];
+        }
     }
+    CHECK(probes > 0);
     printf("episodes: %d, %d with demonstrations, %d layout mismatches, %d bad targets\n", ep.n_seq, with_demos,
            mismatch, tgt_bad);
     CHECK(mismatch == 0);

@@ -197,6 +197,12 @@ lrgd_status lrgd_adamw_step(lrgd_tmodel *t, const lrgd_adamw_opts *o, int64_t st
  * (drawn from the top `pool`), otherwise random pool users. Loss: mean
  * cross-entropy over the item tokens at every history row (next item), the
  * final ANS (s_m) and, with demo_loss, each demonstration's ANS (its answer).
+ * With probes, the episode also ends in m-2 answer probes: ANS tokens that
+ * see the episode up to history item i (and themselves, at the position an
+ * ANS would have after it) and predict item i+1, while no other row sees
+ * them. Each is exactly the prompt [BOS | demos | s_1..s_i ANS] sharing the
+ * episode's pass, so the answer position learns from every prefix, not just
+ * from the last one.
  * After each epoch: validation NDCG@10 (full ranking, history excluded) with
  * val_demos/val_k demonstrations; the best model is written to `out` (GGUF,
  * atomically) and the training state to out + ".train" (parameters, AdamW
@@ -214,6 +220,7 @@ typedef struct lrgd_train_opts {
     int pool;         /* similar demonstrations come from the top `pool` (0: 2K) */
     double p_similar; /* probability that an episode's demonstrations are similar users */
     int demo_loss;    /* 1: demonstrations' answers are targets too */
+    int probes;       /* 1: answer probes (see above) */
     /* optimization */
     int epochs, batch;
     double dropout;

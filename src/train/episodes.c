@@ -264,7 +264,7 @@ void tm_ep_reset(tm_ep *e)
 
 void tm_ep_free(tm_ep *e)
 {
-    free(e->off); free(e->tok); free(e->tgt); free(e->src_user); free(e->src_pos);
+    free(e->off); free(e->tok); free(e->tgt); free(e->src_user); free(e->src_pos); free(e->pos); free(e->vis);
     free(e->tgt_user); free(e->tgt_pos); free(e->ans_row); free(e->n_demos); free(e->query_user);
     memset(e, 0, sizeof *e);
 }
@@ -286,7 +286,7 @@ static lrgd_status ep_grow(tm_ep *e, int add_tok)
     if (e->n_tok + add_tok > e->cap_tok) {
         int nc = e->cap_tok ? e->cap_tok : 4096;
         while (nc < e->n_tok + add_tok) nc *= 2;
-        int **arr[7] = {&e->tok, &e->tgt, &e->src_user, &e->src_pos, &e->tgt_user, &e->tgt_pos, NULL};
+        int **arr[9] = {&e->tok, &e->tgt, &e->src_user, &e->src_pos, &e->tgt_user, &e->tgt_pos, &e->pos, &e->vis, NULL};
         for (int i = 0; arr[i]; i++) {
             int *p = realloc(*arr[i], (size_t)nc * sizeof(int));
             if (!p) return lrgd_fail(LRGD_E_NOMEM, "episodes: out of memory");
@@ -299,7 +299,9 @@ static lrgd_status ep_grow(tm_ep *e, int add_tok)
 
 static void put(tm_ep *e, int tok, int su, int sp, int tgt, int tu, int tp)
 {
-    int i = e->n_tok++;
+    int i = e->n_tok++, r = i - e->off[e->n_seq]; /* row inside the sequence */
+    e->pos[i] = r;
+    e->vis[i] = r - 1;
     e->tok[i] = tok;
     e->src_user[i] = su;
     e->src_pos[i] = sp;
@@ -322,8 +324,8 @@ lrgd_status tm_ep_add(tm_ep *e, const lrgd_demo_index *ix, const tm_ep_query *q,
                       int n_demos, int max_len, int *n_used)
 {
     /* drop demonstrations from the front (the least similar) until it fits */
-    int first = 0;
-    int need = tm_ep_length(ix, q->n, demo_users, n_demos);
+    int first = 0, n_probes = q->probes && q->target >= 0 && q->n > 1 ? q->n - 1 : 0;
+    int need = tm_ep_length(ix, q->n, demo_users, n_demos) + n_probes;
     while (need > max_len && first < n_demos) {
         lrgd_demo dm;
         if (lrgd_demo_index_demo(ix, demo_users[first], &dm, NULL) == LRGD_OK) need -= dm.n_hist + 3;
@@ -354,9 +356,19 @@ lrgd_status tm_ep_add(tm_ep *e, const lrgd_demo_index *ix, const tm_ep_query *q,
     }
     put(e, LRGD_TOK_ANS, -1, -1, q->target >= 0 ? T + q->target : -1, q->target >= 0 ? q->user : -1,
         q->target >= 0 ? q->target_pos : -1);
+    int ans = e->n_tok - 1;
+    /* answer probes: after history item i, an ANS that sees the sequence up to
+     * that item (and itself) at the position an ANS would have there, and
+     * predicts item i+1; no row sees a probe (tm_forward_ex) */
+    for (int i = 0; i < n_probes; i++) {
+        int row_i = ans - q->n + i; /* the row of history item i */
+        put(e, LRGD_TOK_ANS, -1, -1, T + q->items[i + 1], q->user, q->off + i + 1);
+        e->pos[e->n_tok - 1] = row_i - e->off[e->n_seq] + 1;
+        e->vis[e->n_tok - 1] = row_i - e->off[e->n_seq];
+    }
     int s = e->n_seq++;
     e->off[s + 1] = e->n_tok;
-    e->ans_row[s] = e->n_tok - 1;
+    e->ans_row[s] = ans;
     e->n_demos[s] = n_demos - first;
     e->query_user[s] = q->user;
     (void)start;
@@ -416,6 +428,6 @@ lrgd_status tm_ep_add_prompt(tm_ep *e, const lrgd_demo_index *ix, lrgd_demo_mode
     int cap = max_hist < seq_len - 2 ? max_hist : seq_len - 2;
     int nq = n_hist < cap ? n_hist : cap;
     if (nq <= 0) return lrgd_fail(LRGD_E_INVALID, "prompt of user %d: empty history", u);
-    tm_ep_query q = {u, hist + (n_hist - nq), nq, n_hist - nq, -1, -1, 0, 0};
+    tm_ep_query q = {u, hist + (n_hist - nq), nq, n_hist - nq, -1, -1, 0, 0, 0};
     return tm_ep_add(e, ix, &q, demo, nd, seq_len, NULL);
 }

@@ -121,8 +121,8 @@ void tm_linear_backward(float *dx, float *dw, const float *dy, const float *x, c
  * The work splits over kv heads: each writes only its own dk/dv columns and
  * the dq columns of the query heads in its group. */
 void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                           const float *k, const float *v, int T, int n_heads, int n_kv_heads, int head_dim,
-                           lrgd_attn_mode mode)
+                           const float *k, const float *v, const int *vis, int T, int n_heads, int n_kv_heads,
+                           int head_dim, lrgd_attn_mode mode)
 {
     int group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
@@ -138,8 +138,11 @@ void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 const float *doi = dout + (size_t)i * qd + (size_t)h * head_dim;
                 const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
                 float *dqi = dq + (size_t)i * qd + (size_t)h * head_dim;
+                /* visible keys: 0..lim, then the row itself */
+                int lim = vis ? vis[i] : i - 1;
                 double sum = 0;
-                for (int j = 0; j <= i; j++) {
+                for (int jj = 0; jj <= lim + 1; jj++) {
+                    int j = jj <= lim ? jj : i;
                     const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
                     float *dvj = dv + (size_t)j * kvd + (size_t)kh * head_dim;
                     float dp = 0;
@@ -151,21 +154,72 @@ void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                     sum += (double)P[j] * dp;
                 }
                 if (mode == LRGD_ATTN_SOFTMAX)
-                    for (int j = 0; j <= i; j++) ds[j] = P[j] * (ds[j] - (float)sum);
+                    for (int jj = 0; jj <= lim + 1; jj++) {
+                        int j = jj <= lim ? jj : i;
+                        ds[j] = P[j] * (ds[j] - (float)sum);
+                    }
                 memset(dqi, 0, (size_t)head_dim * sizeof(float));
-                for (int j = 0; j <= i; j++) {
+                for (int jj = 0; jj <= lim + 1; jj++) {
+                    int j = jj <= lim ? jj : i;
                     const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
                     float *dkj = dk + (size_t)j * kvd + (size_t)kh * head_dim;
-                    float s = ds[j] * scale;
+                    float sc = ds[j] * scale;
                     for (int d = 0; d < head_dim; d++) {
-                        dqi[d] += s * kj[d];
-                        dkj[d] += s * qi[d];
+                        dqi[d] += sc * kj[d];
+                        dkj[d] += sc * qi[d];
                     }
                 }
             }
         }
     }
     lrgd_free(ds);
+}
+
+/* lrgd_attention_forward for one sequence of T rows whose row i sees the
+ * keys 0..vis[i] and itself (vis[i] = i - 1 is the causal mask): the
+ * trainer's answer probes, rows that read a prefix and that no other row
+ * reads. att [n_heads][T][T] gets the weights (softmax) or the scaled raw
+ * scores (linear), 0 where masked. */
+void tm_attention_forward_masked(float *out, float *att, const float *q, const float *k, const float *v,
+                                 const int *vis, int T, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
+{
+    int group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    for (int h = 0; h < n_heads; h++) {
+        int kh = h / group;
+        for (int i = 0; i < T; i++) {
+            float *a = att + ((size_t)h * T + i) * T;
+            memset(a, 0, (size_t)T * sizeof(float));
+            const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
+            int lim = vis[i];
+            float mx = -INFINITY;
+            for (int jj = 0; jj <= lim + 1; jj++) {
+                int j = jj <= lim ? jj : i;
+                const float *kj = k + (size_t)j * kvd + (size_t)kh * head_dim;
+                float sc = 0;
+                for (int d = 0; d < head_dim; d++) sc += qi[d] * kj[d];
+                a[j] = sc * scale;
+                mx = a[j] > mx ? a[j] : mx;
+            }
+            if (mode == LRGD_ATTN_SOFTMAX) {
+                double z = 0;
+                for (int jj = 0; jj <= lim + 1; jj++) {
+                    int j = jj <= lim ? jj : i;
+                    a[j] = expf(a[j] - mx);
+                    z += a[j];
+                }
+                float inv = (float)(1.0 / z);
+                for (int jj = 0; jj <= lim + 1; jj++) a[jj <= lim ? jj : i] *= inv;
+            }
+            float *oi = out + (size_t)i * qd + (size_t)h * head_dim;
+            memset(oi, 0, (size_t)head_dim * sizeof(float));
+            for (int jj = 0; jj <= lim + 1; jj++) {
+                int j = jj <= lim ? jj : i;
+                const float *vj = v + (size_t)j * kvd + (size_t)kh * head_dim;
+                for (int d = 0; d < head_dim; d++) oi[d] += a[j] * vj[d];
+            }
+        }
+    }
 }
 
 /* h = g sigmoid(g) u:  dh/dg = u sigmoid(g) (1 + g (1 - sigmoid(g))),  dh/du = g sigmoid(g) */

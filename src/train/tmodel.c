@@ -229,7 +229,7 @@ void lrgd_tmodel_set_sampled(lrgd_tmodel *t, int n_sampled) { t->n_sampled = n_s
 
 /* ---- activations -------------------------------------------------------------- */
 
-static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, int need_grad)
+static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int need_grad)
 {
     tm_acts *a = &t->a;
     const lrgd_config *c = &t->cfg;
@@ -335,6 +335,7 @@ static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, int need_g
     }
     a->n_tok = (int)N;
     a->n_seq = b->n_seq;
+    a->vis = vis;
     a->n_tgt = (int)n_tgt;
     a->n_att = n_att;
     size_t off = 0;
@@ -342,7 +343,7 @@ static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, int need_g
         int T = b->seq_off[s + 1] - b->seq_off[s];
         a->att_off[s] = off;
         off += H * (size_t)T * T;
-        for (int i = 0; i < T; i++) a->pos[b->seq_off[s] + i] = i;
+        for (int i = 0; i < T; i++) a->pos[b->seq_off[s] + i] = pos ? pos[b->seq_off[s] + i] : i;
     }
     int nt = 0;
     if (b->targets)
@@ -355,7 +356,7 @@ static lrgd_status acts_reserve(lrgd_tmodel *t, const lrgd_tbatch *b, int need_g
     return LRGD_OK;
 }
 
-static lrgd_status check_batch(const lrgd_tmodel *t, const lrgd_tbatch *b)
+static lrgd_status check_batch(const lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis)
 {
     if (b->n_seq <= 0 || !b->seq_off || b->seq_off[0] != 0)
         return lrgd_fail(LRGD_E_INVALID, "training batch: needs n_seq >= 1 and seq_off[0] == 0");
@@ -366,6 +367,16 @@ static lrgd_status check_batch(const lrgd_tmodel *t, const lrgd_tbatch *b)
                              t->cfg.seq_len);
     }
     int N = b->seq_off[b->n_seq];
+    for (int s = 0; s < b->n_seq && (pos || vis); s++)
+        for (int i = 0; i < b->seq_off[s + 1] - b->seq_off[s]; i++) {
+            int r = b->seq_off[s] + i;
+            if (pos && (pos[r] < 0 || pos[r] >= t->cfg.seq_len))
+                return lrgd_fail(LRGD_E_INVALID, "training batch: position %d at row %d outside 0..%d", pos[r], r,
+                                 t->cfg.seq_len - 1);
+            if (vis && (vis[r] < -1 || vis[r] >= i))
+                return lrgd_fail(LRGD_E_INVALID, "training batch: row %d of its sequence may not see up to row %d", i,
+                                 vis[r]);
+        }
     if (!b->embd) {
         if (!b->tokens) return lrgd_fail(LRGD_E_INVALID, "training batch: neither tokens nor embeddings given");
         for (int i = 0; i < N; i++)
@@ -402,8 +413,12 @@ static void attention_all(lrgd_tmodel *t, const lrgd_tbatch *b, int l)
     for (int s = 0; s < b->n_seq; s++) {
         size_t o = (size_t)b->seq_off[s];
         int T = b->seq_off[s + 1] - b->seq_off[s];
-        lrgd_attention_forward(ao + o * Q, att + a->att_off[s], q + o * Q, k + o * KV, v + o * KV, 0, T, c->n_heads,
-                               c->n_kv_heads, c->head_dim, c->attn);
+        if (a->vis)
+            tm_attention_forward_masked(ao + o * Q, att + a->att_off[s], q + o * Q, k + o * KV, v + o * KV, a->vis + o,
+                                        T, c->n_heads, c->n_kv_heads, c->head_dim, c->attn);
+        else
+            lrgd_attention_forward(ao + o * Q, att + a->att_off[s], q + o * Q, k + o * KV, v + o * KV, 0, T,
+                                   c->n_heads, c->n_kv_heads, c->head_dim, c->attn);
     }
 }
 
@@ -528,10 +543,11 @@ static lrgd_status classifier(lrgd_tmodel *t, int train, int want_grad, double *
     return LRGD_OK;
 }
 
-static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, int want_grad, double *loss)
+static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train,
+                              int want_grad, double *loss)
 {
-    LRGD_TRY(check_batch(t, b));
-    LRGD_TRY(acts_reserve(t, b, want_grad));
+    LRGD_TRY(check_batch(t, b, pos, vis));
+    LRGD_TRY(acts_reserve(t, b, pos, vis, want_grad));
     const lrgd_config *c = &t->cfg;
     tm_acts *a = &t->a;
     size_t N = (size_t)a->n_tok, D = (size_t)c->dim, Q = (size_t)c->n_heads * c->head_dim,
@@ -582,8 +598,14 @@ static lrgd_status tm_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, i
 lrgd_status lrgd_tmodel_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, int *n_targets,
                                 float *hidden)
 {
+    return tm_forward_ex(t, b, NULL, NULL, train, loss, n_targets, hidden);
+}
+
+lrgd_status tm_forward_ex(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train,
+                          double *loss, int *n_targets, float *hidden)
+{
     int blas = tm_blas_single_begin();
-    lrgd_status st = tm_forward(t, b, train, 0, loss);
+    lrgd_status st = tm_forward(t, b, pos, vis, train, 0, loss);
     tm_blas_single_end(blas);
     LRGD_TRY(st);
     if (n_targets) *n_targets = t->a.n_tgt;
@@ -593,20 +615,28 @@ lrgd_status lrgd_tmodel_forward(lrgd_tmodel *t, const lrgd_tbatch *b, int train,
 
 /* ---- backward ------------------------------------------------------------------- */
 
-static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd);
+static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train,
+                           double *loss, float *d_embd);
 
 lrgd_status lrgd_tmodel_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd)
 {
+    return tm_grad_ex(t, b, NULL, NULL, train, loss, d_embd);
+}
+
+lrgd_status tm_grad_ex(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train, double *loss,
+                       float *d_embd)
+{
     if (!b->targets) return lrgd_fail(LRGD_E_INVALID, "training batch: gradients need targets");
     int blas = tm_blas_single_begin();
-    lrgd_status st = tm_grad(t, b, train, loss, d_embd);
+    lrgd_status st = tm_grad(t, b, pos, vis, train, loss, d_embd);
     tm_blas_single_end(blas);
     return st;
 }
 
-static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, double *loss, float *d_embd)
+static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train,
+                           double *loss, float *d_embd)
 {
-    LRGD_TRY(tm_forward(t, b, train, 1, loss));
+    LRGD_TRY(tm_forward(t, b, pos, vis, train, 1, loss));
     const lrgd_config *c = &t->cfg;
     tm_acts *a = &t->a;
     size_t N = (size_t)a->n_tok, D = (size_t)c->dim, Q = (size_t)c->n_heads * c->head_dim,
@@ -645,8 +675,8 @@ static lrgd_status tm_grad(lrgd_tmodel *t, const lrgd_tbatch *b, int train, doub
             size_t o = (size_t)b->seq_off[s];
             int T = b->seq_off[s + 1] - b->seq_off[s];
             tm_attention_backward(a->dq + o * Q, a->dk + o * KV, a->dv + o * KV, a->dao + o * Q, att + a->att_off[s],
-                                  q + o * Q, k + o * KV, v + o * KV, T, c->n_heads, c->n_kv_heads, c->head_dim,
-                                  c->attn);
+                                  q + o * Q, k + o * KV, v + o * KV, a->vis ? a->vis + o : NULL, T, c->n_heads,
+                                  c->n_kv_heads, c->head_dim, c->attn);
         }
         /* rotations are orthogonal: the backward of R_p is R_p^T */
         lrgd_rope(a->dq, (int)N, c->n_heads, c->head_dim, 0, a->pos, c->rope_base, c->rope_type, -1);

@@ -19,7 +19,8 @@ typedef struct tm_layer {
 typedef struct tm_acts {
     int n_tok, n_seq, n_tgt;
     size_t n_att; /* floats of att per layer */
-    int *pos;     /* [n_tok] position inside its sequence */
+    int *pos;     /* [n_tok] RoPE position of each row */
+    const int *vis; /* NULL (causal) or [n_tok]: row i of a sequence sees rows 0..vis[i] and itself */
     size_t *att_off; /* [n_seq] */
     int *tgt_row; /* [n_tgt] rows with a target */
     int *tgt_tok; /* [n_tgt] their target item index (token - n_special) */
@@ -57,6 +58,15 @@ struct lrgd_tmodel {
 #define TM_CE_CHUNK 512 /* rows of logits computed at once */
 #endif
 
+/* lrgd_tmodel_forward / _grad with an attention layout other than causal:
+ * pos [n_tok] the RoPE position of each row (NULL: 0, 1, ... per sequence),
+ * vis [n_tok] for row i of a sequence the last row it sees besides itself
+ * (NULL: i - 1, causal). The trainer's answer probes use it. */
+lrgd_status tm_forward_ex(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train,
+                          double *loss, int *n_targets, float *hidden);
+lrgd_status tm_grad_ex(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, const int *vis, int train, double *loss,
+                       float *d_embd);
+
 /* ---- layer backward passes (forward halves: model/ops.h) ---------------- */
 
 /* Given out = rmsnorm(x) * w and rstd from the forward pass: dx (+)= d/dx,
@@ -76,12 +86,16 @@ void tm_linear_forward(float *y, const float *x, const float *w, int n, int in, 
 void tm_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int in,
                         int out, int accumulate_dx);
 
-/* Backward of lrgd_attention_forward for one sequence of T positions starting
- * at 0. att holds what the forward pass stored (softmax weights, or the
- * scaled raw scores in linear mode). Writes dq, dk, dv (overwrite). */
+/* Backward of lrgd_attention_forward (vis NULL) or tm_attention_forward_masked
+ * for one sequence of T rows. att holds what the forward pass stored
+ * (softmax weights, or the scaled raw scores in linear mode). Writes dq, dk,
+ * dv (overwrite). */
 void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                           const float *k, const float *v, int T, int n_heads, int n_kv_heads, int head_dim,
-                           lrgd_attn_mode mode);
+                           const float *k, const float *v, const int *vis, int T, int n_heads, int n_kv_heads,
+                           int head_dim, lrgd_attn_mode mode);
+/* Attention where row i sees keys 0..vis[i] and itself (see layers.c). */
+void tm_attention_forward_masked(float *out, float *att, const float *q, const float *k, const float *v,
+                                 const int *vis, int T, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode);
 
 /* Backward of h = silu(g) * u: dg, du from dh. */
 void tm_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
@@ -132,7 +146,8 @@ typedef struct tm_ep {
     int *tok, *tgt;            /* [n_tok] */
     int *src_user, *src_pos;   /* [n_tok] where the token came from */
     int *tgt_user, *tgt_pos;   /* [n_tok] where the target came from */
-    int *ans_row;              /* [n_seq] the final ANS row */
+    int *pos, *vis;            /* [n_tok] RoPE position and the last row seen (sequence-relative; tm_forward_ex) */
+    int *ans_row;              /* [n_seq] the final ANS row (answer probes, if any, follow it) */
     int *n_demos, *query_user; /* [n_seq] */
 } tm_ep;
 
@@ -146,6 +161,7 @@ typedef struct tm_ep_query {
     int target_pos;       /* its index in the user's sequence */
     int hist_targets;     /* 1: each history row predicts the next history item */
     int demo_targets;     /* 1: each demonstration's ANS predicts its answer */
+    int probes;           /* 1: answer probes predict items 2..n of the history (needs a target) */
 } tm_ep_query;
 
 void tm_ep_reset(tm_ep *e);

@@ -34,6 +34,7 @@ void lrgd_train_opts_init(lrgd_train_opts *o)
     o->pool = 0;
     o->p_similar = 0.75;
     o->demo_loss = 1;
+    o->probes = 1;
     o->epochs = 40;
     o->batch = 128;
     o->dropout = 0.3;
@@ -96,7 +97,7 @@ static uint64_t fingerprint(const trainer *tr)
     uint64_t h = 0xcbf29ce484222325ull;
     int iv[] = {o->n_layers, o->dim, o->n_heads, o->n_kv_heads, o->hidden_dim, o->seq_len, (int)o->attn, o->demos,
                 o->max_hist, o->demo_hist, tr->pool_k, o->demo_loss, o->epochs, o->batch, (int)o->val_demos,
-                o->val_k, o->sampled};
+                o->val_k, o->sampled, o->probes};
     double dv[] = {o->p_similar, o->dropout, o->adamw.lr, o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
                    o->adamw.weight_decay, o->adamw.clip, o->adamw.min_lr_ratio};
     h = fnv(h, iv, sizeof iv);
@@ -176,7 +177,7 @@ static lrgd_status add_episode(trainer *tr, int u, int64_t e)
     }
     int cap = o->max_hist < o->seq_len - 2 ? o->max_hist : o->seq_len - 2;
     int nq = len - 1 < cap ? len - 1 : cap;
-    tm_ep_query q = {u, it + (len - 1 - nq), nq, len - 1 - nq, it[len - 1], len - 1, 1, o->demo_loss};
+    tm_ep_query q = {u, it + (len - 1 - nq), nq, len - 1 - nq, it[len - 1], len - 1, 1, o->demo_loss, o->probes};
     return tm_ep_add(&tr->ep, tr->ix, &q, demo, n, o->seq_len, NULL);
 }
 
@@ -528,7 +529,7 @@ lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_trai
             tr.t->fault_layer = tr.step == o->fault_nan_step ? (o->n_layers > 1 ? 1 : 0) : -1;
             lrgd_tmodel_zero_grad(tr.t);
             double loss;
-            st = lrgd_tmodel_grad(tr.t, &b, 1, &loss, NULL);
+            st = tm_grad_ex(tr.t, &b, tr.ep.pos, tr.ep.vis, 1, &loss, NULL);
             tr.t->fault_layer = -1;
             if (st != LRGD_OK) goto out;
             double gnorm = NAN, lr = 0;
