@@ -184,10 +184,10 @@ int main(int argc, char **argv)
             lrgd_tmodel_set_step(t, (uint64_t)(s + 2));
             double t0 = lrgd_now(), loss;
             lrgd_tmodel_zero_grad(t);
-            st = lrgd_tmodel_grad(t, &b, 1, &loss, NULL);
+            st = tm_grad_ex(t, &b, ep.pos + ep.off[s0], ep.vis + ep.off[s0], 1, &loss, NULL);
             if (st == LRGD_OK) st = lrgd_adamw_step(t, &ao, s + 2, 1000, NULL, NULL);
             double t1 = lrgd_now();
-            if (st == LRGD_OK) st = lrgd_tmodel_forward(t, &b, 0, &loss, NULL, NULL);
+            if (st == LRGD_OK) st = tm_forward_ex(t, &b, ep.pos + ep.off[s0], ep.vis + ep.off[s0], 0, &loss, NULL, NULL);
             double t2 = lrgd_now();
             if (st != LRGD_OK) {
                 fprintf(stderr, "bench_train: %s\n", lrgd_last_error());
@@ -213,7 +213,7 @@ int main(int argc, char **argv)
                 lrgd_tmodel_set_step(t, (uint64_t)(s + 2));
                 double t0 = lrgd_now(), loss;
                 lrgd_tmodel_zero_grad(t);
-                st = lrgd_tmodel_grad(t, &b, 1, &loss, NULL);
+                st = tm_grad_ex(t, &b, ep.pos + ep.off[s0], ep.vis + ep.off[s0], 1, &loss, NULL);
                 if (st == LRGD_OK) st = lrgd_adamw_step(t, &ao, s + 2, 1000, NULL, NULL);
                 if (st != LRGD_OK) {
                     fprintf(stderr, "bench_train: %s\n", lrgd_last_error());
