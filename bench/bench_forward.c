@@ -16,6 +16,7 @@
 #include "core/core.h"
 #include "lrgd/gguf.h"
 #include "lrgd/lrgd.h"
+#include "perf/perf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,63 +32,23 @@ typedef struct result {
     double peer_pp_tok_s, peer_tg_tok_s; /* llama.cpp, 0 when not measured */
 } result;
 
-static long long count_params(const lrgd_config *c)
-{
-    long long D = c->dim, F = c->hidden_dim, kvd = (long long)c->n_kv_heads * c->head_dim;
-    long long per_layer = 2 * D + 2 * D * D + 2 * D * kvd + 3 * D * F;
-    return (long long)c->vocab_size * D * (c->tied ? 1 : 2) + c->n_layers * per_layer + D;
-}
-
 static int run_one(const lrgd_model *m, const char *name, int threads, int reps, int tg, result *r)
 {
-    const lrgd_config *c = lrgd_model_config(m);
+    lrgd_perf_fwd f;
     lrgd_status st = lrgd_set_threads(threads);
-    int n_ctx = PP > tg ? PP : tg;
-    lrgd_state *s = NULL;
-    int *tok = malloc(sizeof(int) * PP);
-    float *logits = malloc(sizeof(float) * (size_t)c->vocab_size);
-    if (st == LRGD_OK) st = lrgd_state_new(m, n_ctx, PP, &s);
-    if (st != LRGD_OK || !tok || !logits) {
-        fprintf(stderr, "bench_forward: %s: %s\n", name, lrgd_last_error());
-        lrgd_state_free(s);
-        free(tok);
-        free(logits);
-        return 1;
-    }
-    lrgd_rng rng;
-    lrgd_rng_seed(&rng, 1234, 0);
-    for (int i = 0; i < PP; i++) tok[i] = (int)lrgd_rng_below(&rng, (uint32_t)c->vocab_size);
-
-    /* warm-up: page in the weights, start the thread pools */
-    st = lrgd_eval(s, tok, 8, logits, 0);
-    double sum_pp = 0, sum_tg = 0;
-    for (int rep = 0; rep < reps && st == LRGD_OK; rep++) {
-        lrgd_state_truncate(s, 0);
-        double t0 = lrgd_now();
-        st = lrgd_eval(s, tok, PP, logits, 0);
-        sum_pp += lrgd_now() - t0;
-    }
-    for (int rep = 0; rep < reps && st == LRGD_OK; rep++) {
-        lrgd_state_truncate(s, 0);
-        double t0 = lrgd_now();
-        for (int i = 0; i < tg && st == LRGD_OK; i++) st = lrgd_eval(s, &tok[i % PP], 1, logits, 0);
-        sum_tg += lrgd_now() - t0;
-    }
-    lrgd_state_free(s);
-    free(tok);
-    free(logits);
+    if (st == LRGD_OK) st = lrgd_perf_forward(m, PP, tg, reps, &f);
     if (st != LRGD_OK) {
         fprintf(stderr, "bench_forward: %s: %s\n", name, lrgd_last_error());
         return 1;
     }
     snprintf(r->model, sizeof r->model, "%s", name);
-    r->params = count_params(c);
+    r->params = lrgd_perf_params(lrgd_model_config(m));
     r->threads = threads;
     r->pp_tokens = PP;
     r->tg_tokens = tg;
     r->reps = reps;
-    r->pp_tok_s = PP * reps / sum_pp;
-    r->tg_tok_s = (double)tg * reps / sum_tg;
+    r->pp_tok_s = PP / f.pp_mean_s;
+    r->tg_tok_s = tg / f.tg_mean_s;
     r->peer_pp_tok_s = r->peer_tg_tok_s = 0;
     return 0;
 }
