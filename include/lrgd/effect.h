@@ -33,6 +33,17 @@
  * Ground truth: dlogP(d) = log p(y | T, d, rest) - log p(y | T, rest) from
  * real forward passes (the T prefix of the KV cache is reused).
  *
+ * Text LLMs (no item vocabulary; lrgd_effect_new_text): the prompts are the
+ * item-title prompts of lrgd/textrec.h and y is item y's text: its
+ * continuation c_0..c_{k-1} after the answer marker, so
+ *   l = -log p(y | prompt) = -sum_j log p(c_j | prompt, c_<j)
+ * over the whole vocabulary (what lrgd_textrec_score sums). The probe runs
+ * [T | demos | Q | c_0..c_{k-2}]; the loss sits on the k rows t..t+k-1
+ * that predict c (t: the answer marker's last token), the backward walks
+ * those rows, and Effect_D sums the dot products above over them, with
+ * g_r = dl/do_r at each: the first-order effect of d entering the attention
+ * of the rows that read the answer. With k = 1 it is the item path's form.
+ *
  * Ownership: *_new returns an object the caller frees with the matching
  * *_free. An engine borrows its model; stores and probes borrow their
  * engine; a selection owns copies of its items. */
@@ -43,6 +54,7 @@
 #include "lrgd/eval.h"
 #include "lrgd/model.h"
 #include "lrgd/prompt.h"
+#include "lrgd/textrec.h"
 #include "lrgd/train.h"
 
 #ifdef __cplusplus
@@ -53,16 +65,39 @@ extern "C" {
 
 typedef struct lrgd_effect lrgd_effect;
 
-/* An engine over a recommendation model (item vocabulary required). T is
- * [BOS]. Contexts up to the model's seq_len. */
+/* An engine over a recommendation model (item vocabulary required;
+ * LRGD_E_UNSUPPORTED for a text LLM, which goes through
+ * lrgd_effect_new_text or lrgd_effect_new_data). T is [BOS]. Contexts up to
+ * the model's seq_len. */
 lrgd_status lrgd_effect_new(const lrgd_model *m, lrgd_effect **out);
+/* An engine over a text LLM through the textrec tr (borrowed: it must
+ * outlive the engine): T is how its prompts begin ([BOS] when the
+ * vocabulary adds one, else empty); items are tr's dataset's internal ids;
+ * a demonstration's tokens are the textrec's segment for it as the first
+ * demonstration after T, a query's its query segment (its history capped
+ * to fit tr's context with the longest target). Ground truth takes those
+ * segments' tokens as they are: inserting d does not re-tokenize what
+ * follows it. */
+lrgd_status lrgd_effect_new_text(lrgd_textrec *tr, lrgd_effect **out);
+/* Either path from a model and the dataset it recommends on: a
+ * recommendation model whose items are ds's (lrgd_model_check_items) gets
+ * lrgd_effect_new; a text LLM (no item vocabulary, a tokenizer) gets the text
+ * path over a textrec the engine owns: titles from ds's item text ("item
+ * <id>" without), every history item that fits (callers cap histories),
+ * half of the context for the query and the target, half for the
+ * demonstrations inserted before them. ds must outlive the engine. */
+lrgd_status lrgd_effect_new_data(const lrgd_model *m, const lrgd_dataset *ds, lrgd_effect **out);
 void lrgd_effect_free(lrgd_effect *e);
 const lrgd_model *lrgd_effect_model(const lrgd_effect *e);
+/* The item vocabulary; NULL on the text path. */
 const lrgd_prompt_vocab *lrgd_effect_vocab(const lrgd_effect *e);
+/* The textrec of the text path; NULL on the item path. */
+lrgd_textrec *lrgd_effect_textrec(const lrgd_effect *e);
 /* Token count of T. */
 int lrgd_effect_n_instr(const lrgd_effect *e);
 
-/* log p(y | tokens) at the last token, softmax over the item tokens. The
+/* log p(y | tokens) at the last token, softmax over the item tokens (the
+ * text path: the summed log-likelihood of y's text after tokens). The
  * first n_T tokens must be T (their KV cache is reused). */
 lrgd_status lrgd_effect_logp(lrgd_effect *e, const int *tokens, int n, int32_t y, double *logp);
 
@@ -72,6 +107,11 @@ lrgd_status lrgd_demo_tokens(const lrgd_prompt_vocab *v, const lrgd_demo *d, int
 /* Tokens of a query: hist (most recent max_hist) ANS. */
 lrgd_status lrgd_query_tokens(const lrgd_prompt_vocab *v, const int32_t *hist, int n_hist, int max_hist, int *tok,
                               int *n);
+/* The same through an engine, for either path (text: the textrec's
+ * segments, see lrgd_effect_new_text). tok needs room for the model's
+ * seq_len ints. */
+lrgd_status lrgd_effect_demo_tokens(lrgd_effect *e, const lrgd_demo *d, int max_hist, int *tok, int *n);
+lrgd_status lrgd_effect_query_tokens(lrgd_effect *e, const int32_t *hist, int n_hist, int max_hist, int *tok, int *n);
 
 /* ---- probes: g, q, o, log Z at the answer row ----------------------------- */
 
@@ -98,6 +138,12 @@ int lrgd_probe_n_tokens(const lrgd_probe *p);
  * the input-embedding gradient of the answer row (dim floats): read-only views. */
 const float *lrgd_probe_grad(const lrgd_probe *p, int layer, int head);
 const float *lrgd_probe_embd_grad(const lrgd_probe *p);
+/* Rows the probe keeps (1; k on the text path; every row after T with
+ * LRGD_PROBE_ALL_ROWS), the last n_targets of which carry the loss (the
+ * answer row is n_rows - n_targets), and g at kept row `row` (NULL out of range). */
+int lrgd_probe_n_rows(const lrgd_probe *p);
+int lrgd_probe_n_targets(const lrgd_probe *p);
+const float *lrgd_probe_grad_row(const lrgd_probe *p, int layer, int head, int row);
 /* sum over layers and kv heads of |W_0|_F^2, W_0 = sum_{j in T u Q} v_j k_j^T / sqrt(dh)
  * (the user's own implicit model; the trust region is relative to it). */
 double lrgd_probe_w0_norm2(const lrgd_probe *p);

@@ -3,6 +3,7 @@
 #define LRGD_EFFECT_IMPL_H
 
 #include "lrgd/effect.h"
+#include "lrgd/textrec.h"
 #include "model/model_impl.h"
 #include "model/ops.h"
 
@@ -36,7 +37,26 @@ struct lrgd_effect {
     float *b_buf;
     int *tok_buf;        /* [seq_len] prompt assembly */
     float *embd_buf;     /* [seq_len][dim] prompts with embedding noise */
+    /* The text path (a text LLM, no item vocabulary): prompts are the
+     * textrec's title prompts, the target is an item's continuation tokens
+     * and l = -sum_j log p(c_j | prompt, c_<j) over the whole vocabulary.
+     * NULL on the item path. */
+    lrgd_textrec *tr;
+    lrgd_textrec *own_tr; /* made by lrgd_effect_new_data (with own_tok) */
+    lrgd_tokenizer *own_tok;
+    int logit_rows;      /* rows of `logits` */
 };
+
+/* Room for rows x vocab logits in e->logits. */
+lrgd_status ef_logits_reserve(lrgd_effect *e, int rows);
+/* Evaluate tokens[n_instr..n) after the cached T with the hook per cap.mode,
+ * the last n_tail rows as their own batch whose logits (n_tail rows) go to
+ * e->logits: the text path's target rows without the logits of the rest. */
+lrgd_status ef_eval_tail(lrgd_effect *e, const int *tokens, int n, int n_tail);
+/* sum_j log softmax(row j)[c_j] over the whole vocabulary, rows of e->logits. */
+double ef_text_logp(const lrgd_effect *e, const int *c, int k);
+/* The text path's target: item y's continuation tokens c[0..k) (the textrec's). */
+lrgd_status ef_text_target(lrgd_effect *e, int32_t y, const int **c, int *k);
 
 /* Logits (vocab floats, the engine's buffer) at the last token of
  * tokens[0..n) (T first) or of T + embd rows (embd != NULL: n - n_instr rows). */
@@ -58,6 +78,8 @@ lrgd_status ef_capture_reserve(lrgd_effect *e, int rows);
  * defines it), or every row after the insertion point (LRGD_PROBE_ALL_ROWS). */
 struct lrgd_probe {
     int L, H, KVH, hd, D, ins_pos, n_tokens, n_rows;
+    int n_tgt;  /* the last n_tgt kept rows carry the loss (1 on the item path; the target's tokens on the text
+                   path); the answer row is row n_rows - n_tgt */
     lrgd_attn_mode attn;
     double logp, w0_norm2;
     float *q;   /* [L][n_rows][H*hd] q rotated back by the insertion position */

@@ -31,12 +31,19 @@ void lrgd_probe_free(lrgd_probe *p)
 double lrgd_probe_logp(const lrgd_probe *p) { return p->logp; }
 int lrgd_probe_n_tokens(const lrgd_probe *p) { return p->n_tokens; }
 double lrgd_probe_w0_norm2(const lrgd_probe *p) { return p->w0_norm2; }
-const float *lrgd_probe_embd_grad(const lrgd_probe *p) { return p->dembd + (size_t)(p->n_rows - 1) * p->D; }
+const float *lrgd_probe_embd_grad(const lrgd_probe *p) { return p->dembd + (size_t)(p->n_rows - p->n_tgt) * p->D; }
+int lrgd_probe_n_rows(const lrgd_probe *p) { return p->n_rows; }
+int lrgd_probe_n_targets(const lrgd_probe *p) { return p->n_tgt; }
+
+const float *lrgd_probe_grad_row(const lrgd_probe *p, int layer, int head, int row)
+{
+    if (layer < 0 || layer >= p->L || head < 0 || head >= p->H || row < 0 || row >= p->n_rows) return NULL;
+    return p->g + (((size_t)layer * p->n_rows + row) * p->H + head) * p->hd;
+}
 
 const float *lrgd_probe_grad(const lrgd_probe *p, int layer, int head)
 {
-    if (layer < 0 || layer >= p->L || head < 0 || head >= p->H) return NULL;
-    return p->g + (((size_t)layer * p->n_rows + p->n_rows - 1) * p->H + head) * p->hd;
+    return lrgd_probe_grad_row(p, layer, head, p->n_rows - p->n_tgt);
 }
 
 static float rstd_of(const float *x, int D, float eps)
@@ -167,8 +174,11 @@ static lrgd_status wt_rows(lrgd_effect *e, int slot, const lrgd_weight *w, const
 }
 
 /* The backward pass of l along the kept rows (t - m + 1 .. t); g^l of every
- * kept row lands in p->g. */
-static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int m, int32_t y)
+ * kept row lands in p->g. The loss sits on the last n_tgt kept rows: row
+ * m - n_tgt + j has -log of the softmax over tokens [lo, hi) at tgt[j]; its
+ * logits are row j of e->logits. */
+static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int m, const int *tgt, int n_tgt, int lo,
+                                  int hi)
 {
     const lrgd_config *c = &e->c;
     const lrgd_model *md = e->m;
@@ -187,21 +197,24 @@ static lrgd_status probe_backward(lrgd_effect *e, lrgd_probe *p, int t, int m, i
           *dh = up + mF, *dg = dh + mF, *du = dg + mF, *dq = du + mF, *dout = dq + mQ, *dk = dout + mQ,
           *dv = dk + mQ, *dl = dv + mQ, *dxf = dl + V, *rs = dxf + D;
 
-    /* dl/dlogits at row t = softmax over the item tokens - onehot(y); 0 for other tokens */
-    const float *lg = e->logits;
-    int ns = e->v.n_special, ni = e->v.n_items;
-    float mx = lg[ns];
-    for (int j = 1; j < ni; j++) mx = lg[ns + j] > mx ? lg[ns + j] : mx;
-    double z = 0;
-    for (int j = 0; j < ni; j++) z += exp((double)lg[ns + j] - mx);
-    memset(dl, 0, (size_t)V * sizeof(float));
-    for (int j = 0; j < ni; j++) dl[ns + j] = (float)(exp((double)lg[ns + j] - mx) / z);
-    dl[ns + y] -= 1.0f;
-    lrgd_status st = ef_wt_vec(e, L * 8, &md->output, dl, dxf, 0);
+    /* dl/dlogits at each target row = softmax over [lo, hi) - onehot(target); 0 for other tokens */
+    lrgd_status st = LRGD_OK;
     memset(dx, 0, mD * sizeof(float));
-    const float *xl = cp->x_last + (size_t)(m - 1) * D;
-    float r = rstd_of(xl, D, c->norm_eps);
-    if (st == LRGD_OK) tm_rmsnorm_backward(dx + (size_t)(m - 1) * D, NULL, dxf, xl, md->out_norm, &r, 1, D, 0);
+    for (int j = 0; j < n_tgt && st == LRGD_OK; j++) {
+        const float *lg = e->logits + (size_t)j * V;
+        float mx = lg[lo];
+        for (int i = lo + 1; i < hi; i++) mx = lg[i] > mx ? lg[i] : mx;
+        double z = 0;
+        for (int i = lo; i < hi; i++) z += exp((double)lg[i] - mx);
+        memset(dl, 0, (size_t)V * sizeof(float));
+        for (int i = lo; i < hi; i++) dl[i] = (float)(exp((double)lg[i] - mx) / z);
+        dl[tgt[j]] -= 1.0f;
+        st = ef_wt_vec(e, L * 8, &md->output, dl, dxf, 0);
+        int row = m - n_tgt + j;
+        const float *xl = cp->x_last + (size_t)row * D;
+        float r = rstd_of(xl, D, c->norm_eps);
+        if (st == LRGD_OK) tm_rmsnorm_backward(dx + (size_t)row * D, NULL, dxf, xl, md->out_norm, &r, 1, D, 0);
+    }
 
     for (int l = L - 1; l >= 0 && st == LRGD_OK; l--) {
         const lrgd_layer *ly = &md->layers[l];
@@ -249,8 +262,14 @@ lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const 
 {
     *out = NULL;
     const lrgd_config *c = &e->c;
-    if (y < 0 || y >= e->v.n_items)
+    /* the target: one item token, or (text path) the item's continuation c,
+     * whose tokens but the last follow the query (row t + j predicts c_j) */
+    int item_tok = 0, kc = 1;
+    const int *tgt = &item_tok;
+    if (e->tr) LRGD_TRY(ef_text_target(e, y, &tgt, &kc));
+    else if (y < 0 || y >= e->v.n_items)
         return lrgd_fail(LRGD_E_INVALID, "probe: target item %d outside 0..%d", y, e->v.n_items - 1);
+    else item_tok = e->v.n_special + y;
     if (n_query < 1) return lrgd_fail(LRGD_E_INVALID, "probe: empty query");
     int n = e->n_instr;
     for (int d = 0; d < n_demos; d++) {
@@ -258,8 +277,8 @@ lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const 
         if (demo_len[d] > c->seq_len - n) goto too_long;
         n += demo_len[d];
     }
-    if (n_query > c->seq_len - n) goto too_long;
-    n += n_query;
+    if (n_query > c->seq_len - n || kc - 1 > c->seq_len - n - n_query) goto too_long;
+    n += n_query + kc - 1;
     int *tok = e->tok_buf, k = 0;
     memcpy(tok, e->instr, (size_t)e->n_instr * sizeof(int));
     k = e->n_instr;
@@ -268,23 +287,31 @@ lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const 
         k += demo_len[d];
     }
     memcpy(tok + k, query_tok, (size_t)n_query * sizeof(int));
+    k += n_query;
+    memcpy(tok + k, tgt, (size_t)(kc - 1) * sizeof(int));
 
     if (flags & ~(unsigned)LRGD_PROBE_ALL_ROWS) return lrgd_fail(LRGD_E_INVALID, "probe: unknown flags 0x%x", flags);
-    int m = flags & LRGD_PROBE_ALL_ROWS ? n - e->n_instr : 1; /* kept rows: after the insertion point, or t */
+    /* kept rows: every row after the insertion point, or the target rows */
+    int m = flags & LRGD_PROBE_ALL_ROWS ? n - e->n_instr : kc;
     LRGD_TRY(ef_capture_reserve(e, n));
     e->cap.mode = 1;
     e->cap.row_last = n - 1;
     e->cap.n = m;
-    LRGD_TRY(ef_eval_after_instr(e, tok, NULL, n, e->logits, 0));
+    if (e->tr) LRGD_TRY(ef_eval_tail(e, tok, n, kc));
+    else LRGD_TRY(ef_eval_after_instr(e, tok, NULL, n, e->logits, 0));
     if (e->cap.seen != c->n_layers) return lrgd_fail(LRGD_E_RUNTIME, "probe: the hook saw %d of %d layers",
                                                       e->cap.seen, c->n_layers);
     lrgd_probe *p = NULL;
     LRGD_TRY(probe_alloc(c, m, &p));
     p->n_tokens = n;
     p->ins_pos = e->n_instr;
-    p->logp = ef_item_logp(e, e->logits, e->v.n_special + y);
+    p->n_tgt = kc;
+    p->logp = e->tr ? ef_text_logp(e, tgt, kc) : ef_item_logp(e, e->logits, item_tok);
     lrgd_status st = isfinite(p->logp) ? LRGD_OK : lrgd_fail(LRGD_E_NUMERIC, "probe: log p(y) is not finite");
-    if (st == LRGD_OK) st = probe_backward(e, p, n - 1, m, y);
+    if (st == LRGD_OK) {
+        if (e->tr) st = probe_backward(e, p, n - 1, m, tgt, kc, 0, c->vocab_size);
+        else st = probe_backward(e, p, n - 1, m, tgt, 1, e->v.n_special, e->v.n_special + e->v.n_items);
+    }
     if (st == LRGD_OK) {
         int Qd = c->n_heads * c->head_dim, H = c->n_heads, hd = c->head_dim;
         size_t LM = (size_t)c->n_layers * m;
@@ -300,12 +327,12 @@ lrgd_status lrgd_probe_run_ex(lrgd_effect *e, const int *const *demo_tok, const 
             p->go[i] = s;
             if (!isfinite(s)) st = lrgd_fail(LRGD_E_NUMERIC, "probe: gradient at layer %zu is not finite", i / H / m);
         }
-        /* the user's own implicit model: rows of T and Q */
-        int *rows = malloc((size_t)n * sizeof *rows), nr = 0;
+        /* the user's own implicit model: rows of T and Q (not the target's tokens after Q) */
+        int *rows = malloc((size_t)n * sizeof *rows), nr = 0, q_end = n - (kc - 1);
         if (!rows) st = lrgd_fail(LRGD_E_NOMEM, "probe: out of memory");
         else {
             for (int j = 0; j < e->n_instr; j++) rows[nr++] = j;
-            for (int j = n - n_query; j < n; j++) rows[nr++] = j;
+            for (int j = q_end - n_query; j < q_end; j++) rows[nr++] = j;
             p->w0_norm2 = w0_norm2(c, e->cap.k, e->cap.v, n, rows, nr);
             free(rows);
         }
