@@ -30,8 +30,15 @@ void lrgd_validity_free(lrgd_validity *v)
 lrgd_status lrgd_model_check_items(const lrgd_model *m, const lrgd_dataset *ds)
 {
     int n = lrgd_dataset_n_items(ds);
-    if (m->rec.n_items <= 0)
-        return lrgd_fail(LRGD_E_UNSUPPORTED, "the model has no item vocabulary (a recommendation model is needed)");
+    if (m->rec.n_items <= 0) {
+        /* a text LLM: the dataset's items are shown by their text */
+        lrgd_tokenizer *t = NULL;
+        lrgd_status st = lrgd_tokenizer_from_model(m, &t);
+        lrgd_tokenizer_free(t);
+        if (st == LRGD_OK) return LRGD_OK;
+        return lrgd_fail(LRGD_E_UNSUPPORTED, "the model has no item vocabulary (lrgd.* keys) and no tokenizer for "
+                                             "item texts: a recommendation model or a text LLM is needed");
+    }
     if (m->rec.n_items != n)
         return lrgd_fail(LRGD_E_INVALID, "the model has %d item tokens, the dataset %d items (was the model trained on "
                                          "this file?)", m->rec.n_items, n);
@@ -141,7 +148,6 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
         return lrgd_fail(LRGD_E_INVALID, "validity: needs users >= 1, pool >= 1, top_k >= 1, histories in 1..4000");
     if (!lrgd_split_is_loo(sp)) return lrgd_fail(LRGD_E_INVALID, "validity: needs a leave-one-out split");
     const lrgd_dataset *ds = lrgd_split_dataset(sp);
-    LRGD_TRY(lrgd_model_check_items(m, ds));
     if (!o->users && o->n_users > lrgd_split_n_users(sp))
         return lrgd_fail(LRGD_E_INVALID, "validity: %d users requested, the split has %d", o->n_users,
                          lrgd_split_n_users(sp));
@@ -154,7 +160,7 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     int32_t *cu = malloc((size_t)P * sizeof *cu);
     double *eff = malloc((size_t)P * sizeof *eff), *ptk = malloc((size_t)P * sizeof *ptk),
            *efa = malloc((size_t)P * sizeof *efa);
-    int *tok = NULL, *qt = malloc(4096 * sizeof *qt);
+    int *tok = NULL, *qt = malloc((size_t)m->cfg.seq_len * sizeof *qt);
     lrgd_status s_ = V && sid && ids && cu && eff && ptk && efa && qt ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
     if (s_ == LRGD_OK) {
         V->users = malloc((size_t)NU * sizeof *V->users);
@@ -169,7 +175,7 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     for (int i = 0; s_ == LRGD_OK && i < NU; i++)
         if (!lrgd_split_has_user(sp, V->users[i]))
             s_ = lrgd_fail(LRGD_E_INVALID, "validity: user %d does not take part in the split", V->users[i]);
-    if (s_ == LRGD_OK) s_ = lrgd_effect_new(m, &e);
+    if (s_ == LRGD_OK) s_ = lrgd_effect_new_data(m, ds, &e); /* either path; checks the items */
     if (s_ == LRGD_OK) s_ = lrgd_store_new(e, &st);
     if (s_ == LRGD_OK) s_ = lrgd_demo_index_new(sp, LRGD_STEP_VALID, o->demo_hist, &ix);
     if (s_ == LRGD_OK && !(tok = malloc((size_t)e->c.seq_len * sizeof *tok))) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
@@ -183,7 +189,7 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
         int nh, nq = 0, nc = 0;
         lrgd_split_history(sp, LRGD_STEP_VALID, u, &h, &nh);
         int32_t y = lrgd_split_target(sp, LRGD_STEP_VALID, u);
-        if ((s_ = lrgd_query_tokens(&e->v, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
+        if ((s_ = lrgd_effect_query_tokens(e, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
         if ((s_ = lrgd_demo_index_similar(ix, h, nh, u, P, cu, NULL, &nc)) != LRGD_OK) break;
         /* encode the candidates not seen yet: once for every user */
         double t0 = lrgd_now();
@@ -192,7 +198,9 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
             if (sid[cu[c]] >= 0) continue;
             lrgd_demo d;
             if ((s_ = lrgd_demo_index_demo(ix, cu[c], &d, NULL)) != LRGD_OK) break;
-            s_ = st_encode(e, st, &d, o->demo_hist, 0, 0, 0, NULL, NULL, 0, &sid[cu[c]]);
+            int nt = 0;
+            if ((s_ = lrgd_effect_demo_tokens(e, &d, o->demo_hist, tok, &nt)) != LRGD_OK) break;
+            s_ = lrgd_store_add(st, tok, nt, NULL, &sid[cu[c]]);
             ne++;
         }
         V->t_encode += lrgd_now() - t0;
