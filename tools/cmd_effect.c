@@ -2,7 +2,9 @@
  * its agreement with the ground truth, and its cost (LRGD.md §2). */
 #include "cli.h"
 #include "commands.h"
+#include "core/dist.h"
 #include "core/svg.h"
+#include "dist/dist_map.h"
 #include "lrgd/effect.h"
 #include "model/model_impl.h"
 
@@ -43,11 +45,21 @@ const char help_effect[] =
     "  --top-k K        the gain summary compares each user's top K by Effect_D (default 3)\n"
     "  --out DIR        write DIR/effect.json, DIR/effect_pairs.csv and, with --truth,\n"
     "                   DIR/effect_scatter.svg (default .)\n"
+    "  --checkpoint DIR shard the users and keep every finished shard in DIR; a re-run\n"
+    "                   of the same command computes only the missing shards\n"
+    "  --shard-size N   users per shard (default: about 1/64 of the users)\n"
     CLI_COMMON_HELP
+    "\n"
+    "MPI: built with -DLRGD_MPI=ON, 'mpirun -np N lrgd effect ...' shards the\n"
+    "users across N ranks (each maps the model and encodes the candidates its\n"
+    "users need); rank 0 gathers every pair in user order, computes the\n"
+    "correlations and writes the outputs: the same numbers as one process with\n"
+    "the same seed and --threads. A failing rank stops the job. See\n"
+    "docs/DISTRIBUTED.md.\n"
     "\n"
     "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
 
-enum { OPT_MODEL = 2101, OPT_DATA, OPT_USERS, OPT_POOL, OPT_TRUTH, OPT_MAXH, OPT_DEMOH, OPT_TOPK, OPT_OUT };
+enum { OPT_MODEL = 2101, OPT_DATA, OPT_USERS, OPT_POOL, OPT_TRUTH, OPT_MAXH, OPT_DEMOH, OPT_TOPK, OPT_OUT, OPT_CKPT, OPT_SHARD };
 
 static lrgd_status mkdir_p(const char *dir)
 {
@@ -106,7 +118,7 @@ static lrgd_status write_svg(const char *path, const lrgd_validity *V)
 
 static lrgd_status write_json(const char *path, const lrgd_validity *V, const lrgd_validity_opts *o,
                               const lrgd_model *m, const char *model_path, const char *data_path, const cli_common *cc,
-                              const char *csv, const char *svg, double secs)
+                              const char *csv, const char *svg, double secs, const lrgd_dist_map *dm)
 {
     lrgd_afile af;
     LRGD_TRY(lrgd_afile_open(&af, path));
@@ -176,6 +188,9 @@ static lrgd_status write_json(const char *path, const lrgd_validity *V, const lr
     for (int i = 0; i < V->n_users; i++) mean0 += V->logp0[i];
     lrgd_json_knum(&j, "mean_logp_zero_shot", V->n_users ? mean0 / V->n_users : NAN);
     lrgd_json_kstr(&j, "pairs_csv", csv);
+    lrgd_json_key(&j, "distributed");
+    if (dm) lrgd_dist_map_json(&j, dm, NULL, 0);
+    else lrgd_json_null(&j);
     lrgd_json_obj_end(&j);
     fputc('\n', af.f);
     return lrgd_afile_commit(&af);
@@ -188,11 +203,13 @@ int cmd_effect(int argc, char **argv)
         {"users", required_argument, 0, OPT_USERS},    {"pool", required_argument, 0, OPT_POOL},
         {"truth", no_argument, 0, OPT_TRUTH},          {"max-hist", required_argument, 0, OPT_MAXH},
         {"demo-hist", required_argument, 0, OPT_DEMOH}, {"top-k", required_argument, 0, OPT_TOPK},
-        {"out", required_argument, 0, OPT_OUT},        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+        {"out", required_argument, 0, OPT_OUT},        {"checkpoint", required_argument, 0, OPT_CKPT},
+        {"shard-size", required_argument, 0, OPT_SHARD}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     const char *CMD = "effect";
     cli_common cc;
     cli_common_init(&cc);
-    const char *model_path = NULL, *data_path = NULL, *out_dir = ".";
+    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *ckpt = NULL;
+    long long shard_size = 0;
     lrgd_validity_opts vo;
     lrgd_validity_opts_init(&vo);
     vo.truth = 0;
@@ -216,6 +233,11 @@ int cmd_effect(int argc, char **argv)
             if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
             out_dir = optarg;
             break;
+        case OPT_CKPT:
+            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder");
+            ckpt = optarg;
+            break;
+        case OPT_SHARD: if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &shard_size)) return CLI_USAGE; break;
         default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -231,6 +253,9 @@ int cmd_effect(int argc, char **argv)
     lrgd_split *sp = NULL;
     lrgd_validity *V = NULL;
     char p_json[4096], p_csv[4096], p_svg[4096];
+    int dist = lrgd_dist_size() > 1 || ckpt != NULL, rank0 = lrgd_dist_rank() == 0;
+    lrgd_dist_map dm;
+    memset(&dm, 0, sizeof dm);
     lrgd_status st = lrgd_model_load(model_path, &m);
     if (st != LRGD_OK) goto done;
     if ((st = lrgd_dataset_load(data_path, LRGD_DATA_AUTO, &ds)) != LRGD_OK) goto done;
@@ -244,15 +269,28 @@ int cmd_effect(int argc, char **argv)
                        lrgd_split_n_users(sp));
         goto done;
     }
-    if ((st = mkdir_p(out_dir)) != LRGD_OK) goto done;
+    if (rank0 && (st = mkdir_p(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
+    if (dist) {
+        /* what the pairs depend on: data, model bytes, options, threads; the
+         * ranks check they agree */
+        uint64_t h = lrgd_hash_dataset(LRGD_HASH_INIT, ds);
+        if ((st = lrgd_hash_file(&h, model_path)) != LRGD_OK) goto done;
+        int64_t ov[10] = {vo.n_users, vo.pool, vo.max_hist, vo.demo_hist, vo.truth, vo.top_k, (int64_t)vo.seed,
+                          shard_size, lrgd_get_threads(), 0};
+        h = lrgd_hash64(h, ov, sizeof ov);
+        lrgd_dist_map_init(&dm, CMD, h, ckpt, shard_size);
+        vo.map = &dm.map;
+    }
     if ((st = lrgd_effect_validity(m, sp, &vo, &V)) != LRGD_OK) goto done;
+    if (dist && (st = lrgd_dist_map_finish(&dm)) != LRGD_OK) goto done;
+    if (!rank0) goto done; /* rank 0 writes every output */
     path_join(p_json, sizeof p_json, out_dir, "effect.json");
     path_join(p_csv, sizeof p_csv, out_dir, "effect_pairs.csv");
     path_join(p_svg, sizeof p_svg, out_dir, "effect_scatter.svg");
     if ((st = write_csv(p_csv, V, ds)) != LRGD_OK) goto done;
     if (vo.truth && (st = write_svg(p_svg, V)) != LRGD_OK) goto done;
     if ((st = write_json(p_json, V, &vo, m, model_path, data_path, &cc, p_csv, vo.truth ? p_svg : NULL,
-                         lrgd_now() - t0)) != LRGD_OK)
+                         lrgd_now() - t0, dist ? &dm : NULL)) != LRGD_OK)
         goto done;
     if (cc.json) {
         FILE *f = fopen(p_json, "r");
@@ -287,5 +325,7 @@ done:
     lrgd_split_free(sp);
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
-    return st == LRGD_OK ? CLI_OK : cli_fail(CMD, st);
+    lrgd_dist_map_free(&dm);
+    /* under MPI a failure stops every rank (they may wait in a collective) */
+    return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
 }

@@ -2,6 +2,9 @@
  * evaluated on the test items, and optionally the long-term replay. */
 #include "cli.h"
 #include "commands.h"
+#include "core/dist.h"
+#include "dist/dist_eval.h"
+#include "dist/dist_map.h"
 #include "lrgd/effect.h"
 #include "model/model_impl.h"
 
@@ -66,14 +69,26 @@ const char help_optimize[] =
     "                     user (adapted vs frozen-at-step-0 demonstrations)\n"
     "  --replay-users N   users of the replay (default --users)\n"
     "  --out DIR          write DIR/optimize.json and DIR/selections.json (default .)\n"
+    "  --checkpoint DIR   shard the users and keep every finished shard of every phase\n"
+    "                     (stage 1, each stage-2 round, the guard, the test ranks) in\n"
+    "                     DIR; a re-run of the same command resumes them\n"
+    "  --shard-size N     users per shard (default: about 1/64 of a phase's users)\n"
     CLI_COMMON_HELP
+    "\n"
+    "MPI: built with -DLRGD_MPI=ON, 'mpirun -np N lrgd optimize ...' shards the\n"
+    "users of every phase across N ranks; every rank maps the model and loads the\n"
+    "data, receives every per-user result in user order and takes the same\n"
+    "decisions (stage-2 merges, the guard), rank 0 writes the outputs. The numbers\n"
+    "are those of one process with the same seed and --threads. The replay runs\n"
+    "on rank 0. A failing rank stops the job. See docs/DISTRIBUTED.md.\n"
     "\n"
     "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
 
 enum {
     OPT_MODEL = 2201, OPT_DATA, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_STAGE, OPT_PERTURB, OPT_M, OPT_BETA,
     OPT_LAMBDA, OPT_MU, OPT_PLAUS, OPT_NOPERT, OPT_NOREG, OPT_NOPLAUS, OPT_ROUNDS, OPT_PROPOSALS, OPT_VERIFY, OPT_M2,
-    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT, OPT_ALLROWS
+    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT, OPT_ALLROWS,
+    OPT_CKPT, OPT_SHARD
 };
 
 static int parse_perturb(const char *CMD, const char *spec, lrgd_perturb *p)
@@ -114,8 +129,15 @@ typedef struct method_eval {
     int n;
 } method_eval;
 
+/* Sharding of the test evaluations (NULL: in this process). */
+typedef struct dist_eval_ctx {
+    const char *ckpt;
+    uint64_t hash;      /* data, model, options */
+} dist_eval_ctx;
+
 static lrgd_status eval_method(lrgd_tmodel *t, const lrgd_split *sp, const lrgd_selection *sel, const int32_t *users,
-                               int n, const lrgd_opt_opts *o, const char *name, method_eval *me)
+                               int n, const lrgd_opt_opts *o, const char *name, method_eval *me,
+                               const dist_eval_ctx *dc)
 {
     lrgd_sel_scorer_opts so;
     lrgd_sel_scorer_opts_init(&so);
@@ -129,7 +151,18 @@ static lrgd_status eval_method(lrgd_tmodel *t, const lrgd_split *sp, const lrgd_
     eo.n_users = n;
     eo.label = name;
     lrgd_eval_result *er = NULL;
-    lrgd_status st = lrgd_evaluate(sp, LRGD_STEP_TEST, &sc, &eo, &er);
+    lrgd_status st;
+    if (dc) {
+        /* every rank gets the ranks (to_all): the per-user NDCG columns feed the paired tests */
+        char jname[96];
+        snprintf(jname, sizeof jname, "optimize-test-%s", name);
+        for (char *c = jname; *c; c++)
+            if (*c == ' ' || *c == '(' || *c == ')') *c = '_';
+        lrgd_dist_eval d = {.name = jname, .ckpt_dir = dc->ckpt, .to_all = 1};
+        d.config_hash = lrgd_hash_selection(lrgd_hash64(dc->hash, name, strlen(name)), sel, users, n);
+        st = lrgd_evaluate_dist(sp, LRGD_STEP_TEST, &sc, &eo, &d, &er, NULL);
+    } else
+        st = lrgd_evaluate(sp, LRGD_STEP_TEST, &sc, &eo, &er);
     lrgd_scorer_release(&sc);
     LRGD_TRY(st);
     me->name = name;
@@ -248,11 +281,13 @@ int cmd_optimize(int argc, char **argv)
         {"no-test", no_argument, 0, OPT_NOTEST},      {"replay", required_argument, 0, OPT_REPLAY},
         {"replay-users", required_argument, 0, OPT_REPLAYU}, {"out", required_argument, 0, OPT_OUT},
         {"all-rows", no_argument, 0, OPT_ALLROWS},
+        {"checkpoint", required_argument, 0, OPT_CKPT}, {"shard-size", required_argument, 0, OPT_SHARD},
         CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     const char *CMD = "optimize";
     cli_common cc;
     cli_common_init(&cc);
-    const char *model_path = NULL, *data_path = NULL, *out_dir = ".";
+    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *ckpt = NULL;
+    long long shard_size = 0;
     lrgd_opt_opts o;
     lrgd_opt_opts_init(&o);
     long long n_users = 100, n_hold = 50, v, replay = 0, replay_users = -1;
@@ -301,6 +336,11 @@ int cmd_optimize(int argc, char **argv)
             if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
             out_dir = optarg;
             break;
+        case OPT_CKPT:
+            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder");
+            ckpt = optarg;
+            break;
+        case OPT_SHARD: if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &shard_size)) return CLI_USAGE; break;
         default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -322,6 +362,11 @@ int cmd_optimize(int argc, char **argv)
     int32_t *sample = NULL, *rusers = NULL;
     method_eval me[4] = {{0}};
     char p_json[4096], p_sel[4096];
+    /* sharded (MPI ranks and/or checkpoints): every phase through the map */
+    int dist = lrgd_dist_size() > 1 || ckpt != NULL, rank0 = lrgd_dist_rank() == 0;
+    lrgd_dist_map dm;
+    dist_eval_ctx dc = {ckpt, 0};
+    memset(&dm, 0, sizeof dm);
     snprintf(p_json, sizeof p_json, "%s/optimize.json", out_dir);
     snprintf(p_sel, sizeof p_sel, "%s/selections.json", out_dir);
     lrgd_status st = lrgd_model_load(model_path, &m);
@@ -339,10 +384,27 @@ int cmd_optimize(int argc, char **argv)
                        data_path, N);
         goto done;
     }
-    if ((st = mkdir_p(out_dir)) != LRGD_OK) goto done;
+    if (rank0 && (st = mkdir_p(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
     sample = malloc(sizeof(int32_t) * (size_t)(n_users + n_hold));
     if (!sample) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
     if ((st = lrgd_sample_users(sp, (int)(n_users + n_hold), cc.seed, sample)) != LRGD_OK) goto done;
+    if (dist) {
+        /* What every phase depends on: the data, the model bytes, the users,
+         * the options and the threads (scores are bit-identical only for a
+         * fixed --threads). The ranks check they agree in every phase. */
+        uint64_t h = lrgd_hash_dataset(LRGD_HASH_INIT, ds);
+        if ((st = lrgd_hash_file(&h, model_path)) != LRGD_OK) goto done;
+        lrgd_opt_opts oh;
+        memcpy(&oh, &o, sizeof oh); /* padding: zero since lrgd_opt_opts_init's memset */
+        oh.map = NULL;
+        h = lrgd_hash64(h, &oh, sizeof oh);
+        int64_t v[4] = {n_users, n_hold, shard_size, lrgd_get_threads()};
+        h = lrgd_hash64(h, v, sizeof v);
+        h = lrgd_hash64(h, sample, sizeof(int32_t) * (size_t)(n_users + n_hold));
+        lrgd_dist_map_init(&dm, CMD, h, ckpt, shard_size);
+        o.map = &dm.map;
+        dc.hash = h;
+    }
     if ((st = lrgd_optimize(t, sp, sample, (int)n_users, sample + n_users, (int)n_hold, NULL, 0, &o, &R)) != LRGD_OK)
         goto done;
     if (!no_test) {
@@ -350,9 +412,11 @@ int cmd_optimize(int argc, char **argv)
         const lrgd_selection *sels[4] = {zero, R->similar, R->stage1, R->stage2};
         const char *names[4] = {"zero-shot", "similar", "stage1", o.stage == 2 ? "two-stage" : "stage1 (again)"};
         for (int i = 0; i < 4 && st == LRGD_OK; i++)
-            st = eval_method(t, sp, sels[i], sample, (int)n_users, &o, names[i], &me[i]);
+            st = eval_method(t, sp, sels[i], sample, (int)n_users, &o, names[i], &me[i], dist ? &dc : NULL);
         if (st != LRGD_OK) goto done;
     }
+    if (dist && (st = lrgd_dist_map_finish(&dm)) != LRGD_OK) goto done;
+    if (!rank0) goto done; /* rank 0 runs the replay and writes every output */
     if (replay > 0) {
         if ((st = lrgd_split_replay(ds, (int)replay, &rsp)) != LRGD_OK) goto done;
         int nr = (int)(replay_users < lrgd_split_n_users(rsp) ? replay_users : lrgd_split_n_users(rsp));
@@ -496,6 +560,9 @@ int cmd_optimize(int argc, char **argv)
         } else
             lrgd_json_null(&j);
         lrgd_json_kstr(&j, "selections", p_sel);
+        lrgd_json_key(&j, "distributed");
+        if (dist) lrgd_dist_map_json(&j, &dm, "stage2_redone", R->stage2_redone);
+        else lrgd_json_null(&j);
         lrgd_json_obj_end(&j);
         fputc('\n', af.f);
         if ((st = lrgd_afile_commit(&af)) != LRGD_OK) goto done;
@@ -537,5 +604,7 @@ done:
     lrgd_tmodel_free(t);
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
-    return st == LRGD_OK ? CLI_OK : cli_fail(CMD, st);
+    lrgd_dist_map_free(&dm);
+    /* under MPI a failure stops every rank (they may wait in a collective) */
+    return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
 }

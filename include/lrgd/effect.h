@@ -61,6 +61,29 @@
 extern "C" {
 #endif
 
+/* ---- per-user phases: where a distributed runner plugs in ------------------
+ *
+ * The long computations below (Effect_D validity, Stage 1, each Stage 2
+ * round, the collapse guard) are phases of independent per-user work whose
+ * results are fixed-size records. A phase calls job(ctx, begin, end, rec)
+ * to fill the records of items [begin, end) of a list of n (rec_size bytes
+ * each, no pointers; the job may fail). With no map (the default) it is one
+ * call over [0, n). A map may instead cut [0, n) into shards computed by
+ * several processes, each with its own copy of the model and data, (and
+ * checkpoint them); it must hand every process all n records in item order,
+ * so that what the caller derives from them (sums in item order, decisions)
+ * is the same in every process and equal to one process's. phase names the
+ * phase (messages, checkpoint files); hash is what its records depend on
+ * beyond the map's own configuration (the caller's state, e.g. the
+ * demonstrations as a Stage 2 round starts). The library stays free of MPI:
+ * src/dist/dist_map.h provides the map over MPI ranks. */
+typedef lrgd_status (*lrgd_user_job)(void *ctx, int64_t begin, int64_t end, void *rec);
+typedef struct lrgd_user_map {
+    lrgd_status (*run)(void *self, const char *phase, uint64_t hash, int64_t n, size_t rec_size, lrgd_user_job job,
+                       void *ctx, void *all);
+    void *self;
+} lrgd_user_map;
+
 /* ---- the engine ---------------------------------------------------------- */
 
 typedef struct lrgd_effect lrgd_effect;
@@ -204,6 +227,7 @@ typedef struct lrgd_validity_opts {
     int truth;            /* 1: measure dlogP (default 1) */
     int top_k;            /* for the gain summary (default 3) */
     uint64_t seed;
+    const lrgd_user_map *map; /* NULL: every user in this process (see lrgd_user_map) */
 } lrgd_validity_opts;
 void lrgd_validity_opts_init(lrgd_validity_opts *o);
 
@@ -348,6 +372,15 @@ typedef struct lrgd_opt_opts {
     int fault;          /* test hook: 1 = in the first round, replace every item of each edited
                            demonstration by random items and accept without checks */
     uint64_t seed;
+    /* NULL: every phase in this process. With a map, Stage 1, the
+     * validation log p, the guard and the final objective are sharded
+     * as they are; a Stage 2 round is computed speculatively, every user
+     * against the demonstrations as the round starts (sharded), then
+     * merged in user order, and a user whose speculation read a
+     * demonstration that an earlier user's accepted edit of the same round
+     * changed is computed again: the result equals the sequential round
+     * exactly (lrgd_opt_result.stage2_redone counts the recomputations). */
+    const lrgd_user_map *map;
 } lrgd_opt_opts;
 void lrgd_opt_opts_init(lrgd_opt_opts *o);
 
@@ -380,6 +413,7 @@ typedef struct lrgd_opt_result {
     double hold_final;
     int edits_accepted, edits_rolled_back;
     double seconds_stage1, seconds_stage2;
+    int stage2_redone;       /* with a map: user-rounds recomputed in the merge (see lrgd_opt_opts.map) */
 } lrgd_opt_result;
 void lrgd_opt_result_free(lrgd_opt_result *r);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef LRGD_WITH_MPI
@@ -14,6 +15,13 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_active = 0;
+static int64_t g_sent = 0, g_received = 0;
+
+void lrgd_dist_traffic(int64_t *sent, int64_t *received)
+{
+    if (sent) *sent = g_sent;
+    if (received) *received = g_received;
+}
 
 int lrgd_dist_rank(void) { return g_rank; }
 int lrgd_dist_size(void) { return g_size; }
@@ -103,7 +111,22 @@ int lrgd_dist_fail(const char *cmd, lrgd_status st)
 lrgd_status lrgd_dist_barrier(void)
 {
 #ifdef LRGD_WITH_MPI
-    if (g_size > 1) return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    if (g_size > 1) {
+        /* MPI_Barrier spins: on a machine with fewer free cores than ranks the
+         * spinner takes the core of the rank it waits for. Poll with sleeps
+         * that grow from 50 us to 2 ms (a late rank is noticed within 2 ms). */
+        MPI_Request req;
+        LRGD_TRY(mpi_check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "MPI_Ibarrier"));
+        long ns = 50000;
+        for (;;) {
+            int done = 0;
+            LRGD_TRY(mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test"));
+            if (done) break;
+            struct timespec ts = {0, ns};
+            nanosleep(&ts, NULL);
+            if (ns < 2000000) ns *= 2;
+        }
+    }
 #endif
     return LRGD_OK;
 }
@@ -114,7 +137,11 @@ lrgd_status lrgd_dist_bcast(void *buf, size_t bytes, int root)
 #ifdef LRGD_WITH_MPI
     if (g_size > 1) {
         if (bytes > (size_t)INT_MAX) return lrgd_fail(LRGD_E_INVALID, "bcast: %zu bytes is too many", bytes);
-        return mpi_check(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+        LRGD_TRY(lrgd_dist_barrier()); /* wait asleep for the root */
+        LRGD_TRY(mpi_check(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast"));
+        if (g_rank == root) g_sent += (int64_t)bytes;
+        else g_received += (int64_t)bytes;
+        return LRGD_OK;
     }
 #else
     (void)buf;
@@ -399,12 +426,17 @@ static lrgd_status gather(const lrgd_shard_job *job, const void *local, int64_t 
     }
     /* A receiver cannot skip the collective on a local failure: it aborts
      * instead (the caller's lrgd_dist_fail), which also stops the others. */
+    if (st == LRGD_OK) st = lrgd_dist_barrier(); /* wait asleep for the slowest rank */
     if (st == LRGD_OK && job->to_all)
         st = mpi_check(MPI_Allgatherv(local, (int)local_n, rec, tmp, counts, displs, rec, MPI_COMM_WORLD),
                        "MPI_Allgatherv");
     else if (st == LRGD_OK)
         st = mpi_check(MPI_Gatherv(local, (int)local_n, rec, tmp, counts, displs, rec, 0, MPI_COMM_WORLD),
                        "MPI_Gatherv");
+    if (st == LRGD_OK) {
+        if (job->to_all || g_rank != 0) g_sent += local_n * (int64_t)job->rec_size;
+        if (receives) g_received += (s->n - local_n) * (int64_t)job->rec_size;
+    }
     if (st == LRGD_OK && receives) {
         /* Rank-major (each rank's shards in order) to position order. */
         for (int r = 0; r < g_size; r++) {

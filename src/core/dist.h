@@ -54,6 +54,10 @@ int lrgd_dist_fail(const char *cmd, lrgd_status st);
 
 /* ---- collectives (every rank must call them, in the same order) ------------- */
 
+/* Every rank waits for the others. Waiting ranks sleep (MPI_Ibarrier polled
+ * with short sleeps) instead of spinning as MPI's blocking calls do, so a
+ * rank that finished early leaves its core to the ones still computing (the
+ * gather and lrgd_dist_bcast wait this way first, too). */
 lrgd_status lrgd_dist_barrier(void);
 /* Broadcast bytes from root (small configs). */
 lrgd_status lrgd_dist_bcast(void *buf, size_t bytes, int root);
@@ -64,6 +68,11 @@ lrgd_status lrgd_dist_max_f64(double *v, int n);
  * data, model and options everywhere). LRGD_E_INVALID naming what on a rank
  * that disagrees with rank 0 (fail it with lrgd_dist_fail). */
 lrgd_status lrgd_dist_agree_u64(uint64_t v, const char *what);
+
+/* Payload bytes this rank has sent to / received from other ranks in
+ * collectives so far (gathers of records, broadcasts): the communication
+ * volume a run reports. Barriers and the few-byte reductions are not counted. */
+void lrgd_dist_traffic(int64_t *sent, int64_t *received);
 
 /* ---- hashing ----------------------------------------------------------------- */
 

@@ -139,6 +139,116 @@ done:
     free(iv);
 }
 
+/* One user's pairs as a fixed-size record (the phase's unit, see
+ * lrgd_user_map): a header, then pool slots of which n_pairs are used. */
+typedef struct vrec_head {
+    int32_t n_pairs, pad;
+    double logp0, t_encode, t_probe, t_score, t_truth;
+    int64_t n_truth;
+} vrec_head;
+typedef struct vrec_pair {
+    int32_t demo_user, len;
+    double effect, per_token, effect_all, dlogp;
+} vrec_pair;
+
+typedef struct vctx {
+    const lrgd_split *sp;
+    const lrgd_validity_opts *o;
+    const int32_t *users;
+    lrgd_effect *e;
+    lrgd_store *st;
+    lrgd_demo_index *ix;
+    int *sid;      /* [dataset users]: store entry of a candidate, -1: not encoded yet */
+    int *ids, *tok, *qt;
+    int32_t *cu;
+    double *eff, *ptk, *efa;
+} vctx;
+
+static size_t vrec_size(int pool) { return sizeof(vrec_head) + (size_t)pool * sizeof(vrec_pair); }
+
+static lrgd_status job_validity(void *vc, int64_t begin, int64_t end, void *vrec)
+{
+    vctx *c = vc;
+    const lrgd_validity_opts *o = c->o;
+    lrgd_effect *e = c->e;
+    int P = o->pool, *qt = c->qt, *ids = c->ids, *tok = c->tok;
+    int32_t *cu = c->cu;
+    lrgd_status s_ = LRGD_OK;
+    lrgd_progress pg;
+    lrgd_progress_begin(&pg, "effect", "users", (double)(end - begin));
+    for (int64_t ui = begin; ui < end && s_ == LRGD_OK; ui++) {
+        unsigned char *rec = (unsigned char *)vrec + (size_t)(ui - begin) * vrec_size(P);
+        vrec_head H;
+        vrec_pair *pairs = (vrec_pair *)(rec + sizeof H);
+        memset(rec, 0, vrec_size(P));
+        memset(&H, 0, sizeof H);
+        int u = c->users[ui];
+        const int32_t *h;
+        int nh, nq = 0, nc = 0;
+        lrgd_split_history(c->sp, LRGD_STEP_VALID, u, &h, &nh);
+        int32_t y = lrgd_split_target(c->sp, LRGD_STEP_VALID, u);
+        if ((s_ = lrgd_effect_query_tokens(e, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
+        if ((s_ = lrgd_demo_index_similar(c->ix, h, nh, u, P, cu, NULL, &nc)) != LRGD_OK) break;
+        /* encode the candidates not seen yet: once for every user (of this process) */
+        double t0 = lrgd_now();
+        for (int k = 0; k < nc && s_ == LRGD_OK; k++) {
+            if (c->sid[cu[k]] >= 0) continue;
+            lrgd_demo d;
+            if ((s_ = lrgd_demo_index_demo(c->ix, cu[k], &d, NULL)) != LRGD_OK) break;
+            int nt = 0;
+            if ((s_ = lrgd_effect_demo_tokens(e, &d, o->demo_hist, tok, &nt)) != LRGD_OK) break;
+            s_ = lrgd_store_add(c->st, tok, nt, NULL, &c->sid[cu[k]]);
+        }
+        H.t_encode = lrgd_now() - t0;
+        if (s_ != LRGD_OK) break;
+        /* one probe per user */
+        t0 = lrgd_now();
+        lrgd_probe *p = NULL;
+        s_ = lrgd_probe_run(e, NULL, NULL, 0, qt, nq, y, &p);
+        H.t_probe = lrgd_now() - t0;
+        if (s_ != LRGD_OK) break;
+        H.logp0 = lrgd_probe_logp(p);
+        for (int k = 0; k < nc; k++) ids[k] = c->sid[cu[k]];
+        t0 = lrgd_now();
+        s_ = lrgd_effect_score(c->st, p, ids, nc, c->eff, c->ptk);
+        H.t_score = lrgd_now() - t0;
+        lrgd_probe_free(p);
+        if (s_ != LRGD_OK) break;
+        /* the all-rows form (its own probe; not part of the timing above) */
+        p = NULL;
+        s_ = lrgd_probe_run_ex(e, NULL, NULL, 0, qt, nq, y, LRGD_PROBE_ALL_ROWS, &p);
+        if (s_ == LRGD_OK) s_ = lrgd_effect_score(c->st, p, ids, nc, c->efa, NULL);
+        lrgd_probe_free(p);
+        if (s_ != LRGD_OK) break;
+        for (int k = 0; k < nc && s_ == LRGD_OK; k++) {
+            vrec_pair *pr = &pairs[k];
+            *pr = (vrec_pair){cu[k], lrgd_store_len(c->st, ids[k]), c->eff[k], c->ptk[k], c->efa[k], NAN};
+            H.n_pairs = k + 1;
+            if (!o->truth) continue;
+            /* ground truth: [T | d | Q], T's cache reused */
+            int k0 = e->n_instr, len = lrgd_store_len(c->st, ids[k]);
+            if (k0 + len + nq > e->c.seq_len) {
+                s_ = lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context",
+                               u, cu[k]);
+                break;
+            }
+            memcpy(tok, e->instr, (size_t)k0 * sizeof *tok);
+            memcpy(tok + k0, lrgd_store_tokens(c->st, ids[k]), (size_t)len * sizeof *tok);
+            memcpy(tok + k0 + len, qt, (size_t)nq * sizeof *tok);
+            double lp;
+            t0 = lrgd_now();
+            s_ = lrgd_effect_logp(e, tok, k0 + len + nq, y, &lp);
+            H.t_truth += lrgd_now() - t0;
+            H.n_truth++;
+            pr->dlogp = lp - H.logp0;
+        }
+        memcpy(rec, &H, sizeof H);
+        lrgd_progress_update(&pg, (double)(ui - begin + 1), NULL);
+    }
+    lrgd_progress_end(&pg, (double)(end - begin), NULL);
+    return s_;
+}
+
 lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, const lrgd_validity_opts *o,
                                  lrgd_validity **out)
 {
@@ -153,20 +263,26 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
                          lrgd_split_n_users(sp));
     int nu = lrgd_dataset_n_users(ds), NU = o->n_users, P = o->pool;
     lrgd_validity *V = calloc(1, sizeof *V);
-    lrgd_effect *e = NULL;
-    lrgd_store *st = NULL;
-    lrgd_demo_index *ix = NULL;
-    int *sid = malloc((size_t)nu * sizeof *sid), *ids = malloc((size_t)P * sizeof *ids);
-    int32_t *cu = malloc((size_t)P * sizeof *cu);
-    double *eff = malloc((size_t)P * sizeof *eff), *ptk = malloc((size_t)P * sizeof *ptk),
-           *efa = malloc((size_t)P * sizeof *efa);
-    int *tok = NULL, *qt = malloc((size_t)m->cfg.seq_len * sizeof *qt);
-    lrgd_status s_ = V && sid && ids && cu && eff && ptk && efa && qt ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    vctx c;
+    memset(&c, 0, sizeof c);
+    c.sp = sp;
+    c.o = o;
+    c.sid = malloc((size_t)nu * sizeof *c.sid);
+    c.ids = malloc((size_t)P * sizeof *c.ids);
+    c.cu = malloc((size_t)P * sizeof *c.cu);
+    c.eff = malloc((size_t)P * sizeof *c.eff);
+    c.ptk = malloc((size_t)P * sizeof *c.ptk);
+    c.efa = malloc((size_t)P * sizeof *c.efa);
+    c.qt = malloc((size_t)m->cfg.seq_len * sizeof *c.qt);
+    unsigned char *recs = NULL;
+    lrgd_status s_ = V && c.sid && c.ids && c.cu && c.eff && c.ptk && c.efa && c.qt ? LRGD_OK
+                                                                                    : lrgd_fail(LRGD_E_NOMEM, "out of memory");
     if (s_ == LRGD_OK) {
         V->users = malloc((size_t)NU * sizeof *V->users);
         V->logp0 = malloc((size_t)NU * sizeof *V->logp0);
         V->pairs = malloc((size_t)NU * P * sizeof *V->pairs);
-        if (!V->users || !V->logp0 || !V->pairs) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+        recs = malloc((size_t)NU * vrec_size(P));
+        if (!V->users || !V->logp0 || !V->pairs || !recs) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
     }
     if (s_ == LRGD_OK) {
         if (o->users) memcpy(V->users, o->users, (size_t)NU * sizeof *V->users);
@@ -175,81 +291,53 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     for (int i = 0; s_ == LRGD_OK && i < NU; i++)
         if (!lrgd_split_has_user(sp, V->users[i]))
             s_ = lrgd_fail(LRGD_E_INVALID, "validity: user %d does not take part in the split", V->users[i]);
-    if (s_ == LRGD_OK) s_ = lrgd_effect_new_data(m, ds, &e); /* either path; checks the items */
-    if (s_ == LRGD_OK) s_ = lrgd_store_new(e, &st);
-    if (s_ == LRGD_OK) s_ = lrgd_demo_index_new(sp, LRGD_STEP_VALID, o->demo_hist, &ix);
-    if (s_ == LRGD_OK && !(tok = malloc((size_t)e->c.seq_len * sizeof *tok))) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    c.users = V ? V->users : NULL;
+    if (s_ == LRGD_OK) s_ = lrgd_effect_new_data(m, ds, &c.e); /* either path; checks the items */
+    if (s_ == LRGD_OK) s_ = lrgd_store_new(c.e, &c.st);
+    if (s_ == LRGD_OK) s_ = lrgd_demo_index_new(sp, LRGD_STEP_VALID, o->demo_hist, &c.ix);
+    if (s_ == LRGD_OK && !(c.tok = malloc((size_t)c.e->c.seq_len * sizeof *c.tok)))
+        s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
     if (s_ == LRGD_OK)
-        for (int i = 0; i < nu; i++) sid[i] = -1;
-    lrgd_progress pg;
-    lrgd_progress_begin(&pg, "effect", "users", NU);
+        for (int i = 0; i < nu; i++) c.sid[i] = -1;
+    if (s_ == LRGD_OK) {
+        if (o->map && o->map->run)
+            s_ = o->map->run(o->map->self, "effect", 0, NU, vrec_size(P), job_validity, &c, recs);
+        else
+            s_ = job_validity(&c, 0, NU, recs);
+    }
+    /* every user's pairs in user order; n_encoded counts the distinct
+     * candidates (each is encoded once per process) */
+    char *seen = s_ == LRGD_OK ? calloc((size_t)nu, 1) : NULL;
+    if (s_ == LRGD_OK && !seen) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
     for (int ui = 0; ui < NU && s_ == LRGD_OK; ui++) {
-        int u = V->users[ui];
-        const int32_t *h;
-        int nh, nq = 0, nc = 0;
-        lrgd_split_history(sp, LRGD_STEP_VALID, u, &h, &nh);
-        int32_t y = lrgd_split_target(sp, LRGD_STEP_VALID, u);
-        if ((s_ = lrgd_effect_query_tokens(e, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
-        if ((s_ = lrgd_demo_index_similar(ix, h, nh, u, P, cu, NULL, &nc)) != LRGD_OK) break;
-        /* encode the candidates not seen yet: once for every user */
-        double t0 = lrgd_now();
-        int ne = 0;
-        for (int c = 0; c < nc && s_ == LRGD_OK; c++) {
-            if (sid[cu[c]] >= 0) continue;
-            lrgd_demo d;
-            if ((s_ = lrgd_demo_index_demo(ix, cu[c], &d, NULL)) != LRGD_OK) break;
-            int nt = 0;
-            if ((s_ = lrgd_effect_demo_tokens(e, &d, o->demo_hist, tok, &nt)) != LRGD_OK) break;
-            s_ = lrgd_store_add(st, tok, nt, NULL, &sid[cu[c]]);
-            ne++;
+        const unsigned char *rec = recs + (size_t)ui * vrec_size(P);
+        vrec_head H;
+        memcpy(&H, rec, sizeof H);
+        if (H.n_pairs < 0 || H.n_pairs > P) {
+            s_ = lrgd_fail(LRGD_E_RUNTIME, "validity: user %d has %d pairs", V->users[ui], H.n_pairs);
+            break;
         }
-        V->t_encode += lrgd_now() - t0;
-        V->n_encoded += ne;
-        if (s_ != LRGD_OK) break;
-        /* one probe per user */
-        t0 = lrgd_now();
-        lrgd_probe *p = NULL;
-        s_ = lrgd_probe_run(e, NULL, NULL, 0, qt, nq, y, &p);
-        V->t_probe += lrgd_now() - t0;
-        if (s_ != LRGD_OK) break;
-        V->logp0[ui] = lrgd_probe_logp(p);
-        for (int c = 0; c < nc; c++) ids[c] = sid[cu[c]];
-        t0 = lrgd_now();
-        s_ = lrgd_effect_score(st, p, ids, nc, eff, ptk);
-        V->t_score += lrgd_now() - t0;
-        lrgd_probe_free(p);
-        if (s_ != LRGD_OK) break;
-        /* the all-rows form (its own probe; not part of the timing above) */
-        p = NULL;
-        s_ = lrgd_probe_run_ex(e, NULL, NULL, 0, qt, nq, y, LRGD_PROBE_ALL_ROWS, &p);
-        if (s_ == LRGD_OK) s_ = lrgd_effect_score(st, p, ids, nc, efa, NULL);
-        lrgd_probe_free(p);
-        if (s_ != LRGD_OK) break;
-        for (int c = 0; c < nc && s_ == LRGD_OK; c++) {
-            lrgd_validity_pair *pr = &V->pairs[V->n_pairs++];
-            *pr = (lrgd_validity_pair){u, cu[c], lrgd_store_len(st, ids[c]), eff[c], ptk[c], efa[c], NAN};
-            if (!o->truth) continue;
-            /* ground truth: [T | d | Q], T's cache reused */
-            int k = e->n_instr, len = lrgd_store_len(st, ids[c]);
-            if (k + len + nq > e->c.seq_len) {
-                s_ = lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context",
-                               u, cu[c]);
+        V->logp0[ui] = H.logp0;
+        V->t_encode += H.t_encode;
+        V->t_probe += H.t_probe;
+        V->t_score += H.t_score;
+        V->t_truth += H.t_truth;
+        V->n_truth += H.n_truth;
+        for (int k = 0; k < H.n_pairs; k++) {
+            vrec_pair pr;
+            memcpy(&pr, rec + sizeof H + (size_t)k * sizeof pr, sizeof pr);
+            V->pairs[V->n_pairs++] =
+                (lrgd_validity_pair){V->users[ui], pr.demo_user, pr.len, pr.effect, pr.per_token, pr.effect_all, pr.dlogp};
+            if (pr.demo_user < 0 || pr.demo_user >= nu) {
+                s_ = lrgd_fail(LRGD_E_RUNTIME, "validity: demonstration user %d out of range", pr.demo_user);
                 break;
             }
-            memcpy(tok, e->instr, (size_t)k * sizeof *tok);
-            memcpy(tok + k, lrgd_store_tokens(st, ids[c]), (size_t)len * sizeof *tok);
-            memcpy(tok + k + len, qt, (size_t)nq * sizeof *tok);
-            double lp;
-            t0 = lrgd_now();
-            s_ = lrgd_effect_logp(e, tok, k + len + nq, y, &lp);
-            V->t_truth += lrgd_now() - t0;
-            V->n_truth++;
-            pr->dlogp = lp - V->logp0[ui];
+            V->n_encoded += !seen[pr.demo_user];
+            seen[pr.demo_user] = 1;
         }
         V->n_users = ui + 1;
-        lrgd_progress_update(&pg, ui + 1, NULL);
     }
-    lrgd_progress_end(&pg, V ? V->n_users : 0, NULL);
+    free(seen);
     if (s_ == LRGD_OK) {
         double np = V->n_pairs > 0 ? V->n_pairs : 1;
         V->us_score_per_pair = 1e6 * V->t_score / np;
@@ -257,17 +345,18 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
         V->us_truth_per_pair = V->n_truth ? 1e6 * V->t_truth / V->n_truth : NAN;
         summarize(V, o->top_k);
     }
-    lrgd_demo_index_free(ix);
-    lrgd_store_free(st);
-    lrgd_effect_free(e);
-    free(sid);
-    free(ids);
-    free(cu);
-    free(eff);
-    free(ptk);
-    free(efa);
-    free(tok);
-    free(qt);
+    lrgd_demo_index_free(c.ix);
+    lrgd_store_free(c.st);
+    lrgd_effect_free(c.e);
+    free(c.sid);
+    free(c.ids);
+    free(c.cu);
+    free(c.eff);
+    free(c.ptk);
+    free(c.efa);
+    free(c.tok);
+    free(c.qt);
+    free(recs);
     if (s_ != LRGD_OK) {
         lrgd_validity_free(V);
         return s_;
