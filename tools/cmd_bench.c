@@ -38,7 +38,7 @@ const char help_bench[] =
     "           OpenBLAS sgemm on the model's own layer GEMMs, and decoding bytes/s\n"
     "           (weights + KV cache read per token) against memory-copy bandwidth\n"
     "  eval     users/s of full-ranking ICL evaluation with --k similar-user\n"
-    "           demonstrations (lrgd eval --method model) on --users users\n"
+    "           demonstrations (lrgd eval's model method) on --users users\n"
     "  effect   Effect_D scoring (user, demonstration) pairs/s next to the\n"
     "           ground-truth forward passes' rate, and their ratio\n"
     "  train    training tokens/s and GFLOP/s of the embedded model (full\n"
