@@ -12,11 +12,24 @@
  *   robust    HR/NDCG while test-time demonstrations are perturbed
  *   replay    adapted vs frozen demonstrations on a replay split (lrgd_adapt)
  *   dual      E1-E4 per layer (lrgd_dual_run)
- * Per-user results are kept as arrays indexed like the evaluated-user list,
- * so the loops could be sharded (core/dist.h) without changing the files. */
+ * Per-user results are kept as arrays indexed like the evaluated-user list.
+ *
+ * MPI (docs/DISTRIBUTED.md): under mpirun -np N (or with --shard-size in
+ * one process) the per-user work is sharded (core/dist.h): every
+ * evaluation (lrgd_evaluate_dist), the optimizer's phases (lrgd_optimize
+ * through the dist map: Stage 1, each Stage 2 round, the guard) and the
+ * validity pairs; every rank receives every per-user result in user order,
+ * so each stage ends in the same state on every rank, equal to one
+ * process's. Training, the replay and E1-E4 run on rank 0 and their
+ * results are broadcast. Stage checkpoints are read and written by rank 0
+ * (and broadcast); the optimizer's and the validity's shards are
+ * checkpointed by the rank that computed them in DIR/ckpt/shards. */
 #include "cli.h"
 #include "commands.h"
+#include "core/dist.h"
 #include "core/svg.h"
+#include "dist/dist_eval.h"
+#include "dist/dist_map.h"
 #include "lrgd/dual.h"
 #include "lrgd/effect.h"
 #include "lrgd/eval.h"
@@ -68,12 +81,24 @@ const char help_experiment[] =
     "  --replay-users N    users of the replay curve (default = --users)\n"
     "  --e3-users N        users of the E1-E4 summary (default 10, quick 4)\n"
     "  --e1-epochs N       epochs of the small linear-attention model trained for E1\n"
-    "                      (default 2; 0: E1 not run)\n" CLI_COMMON_HELP;
+    "                      (default 2; 0: E1 not run)\n"
+    "  --shard-size N      shard the per-user work (users per shard) and checkpoint\n"
+    "                      the shards in DIR/ckpt/shards, also in one process (under\n"
+    "                      MPI the default is about 1/64 of a phase's users)\n" CLI_COMMON_HELP
+    "\n"
+    "MPI: built with -DLRGD_MPI=ON, 'mpirun -np N lrgd experiment ...' shards the\n"
+    "evaluations, the optimizer (Stage 1, Stage 2 rounds, the guard) and the\n"
+    "validity pairs across N ranks; rank 0 trains, runs the replay and E1-E4,\n"
+    "and writes every output. The numbers are those of one process with the\n"
+    "same seed and --threads. DIR must be a folder every rank can read (a\n"
+    "shared file system) when the model is trained into it. A failing rank\n"
+    "stops the job; a re-run resumes finished stages and shards. See\n"
+    "docs/DISTRIBUTED.md.\n";
 
 enum {
     OPT_DATA = 2001, OPT_SYN, OPT_OUT, OPT_MODEL, OPT_QUICK, OPT_EPOCHS, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_HIDDEN,
     OPT_BATCH, OPT_SEQ, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_ROUNDS, OPT_VUSERS, OPT_RSTEPS, OPT_RUSERS,
-    OPT_E3U, OPT_E1EP, OPT_LR, OPT_NPERT
+    OPT_E3U, OPT_E1EP, OPT_LR, OPT_NPERT, OPT_SHARD
 };
 
 /* ---- configuration ------------------------------------------------------- */
@@ -142,7 +167,18 @@ typedef struct xrun {
     double *dual;     /* [L][4 + N_FEAT]: E2 max, E2 mean, E4 max, lambda mean, E3[f] mean */
     double *dual_lin; /* [L][3]: E1 max, E1 mean, E4 max (linear model), or NULL */
     double e3_slope, dual_users;
+    /* sharding (MPI ranks, or --shard-size in one process) */
+    int dist;              /* 1: per-user work through the shards */
+    int64_t shard_size;    /* 0: default */
+    uint64_t hash;         /* data, model, configuration, threads */
+    char shard_dir[4200];  /* DIR/ckpt/shards */
+    lrgd_dist_map dm;      /* the optimizer's and the validity's phases */
+    int64_t eval_jobs;     /* evaluations run sharded */
+    char cfg_text[2048];   /* the configuration record (config.txt) */
+    int cfg_len;
 } xrun;
+
+static int rank0(void) { return lrgd_dist_rank() == 0; }
 
 /* ---- checkpoints: one file of doubles per finished piece ------------------ */
 
@@ -161,6 +197,7 @@ static void ck_path(const xrun *x, const char *name, char *buf, size_t n)
 
 static lrgd_status ck_save(const xrun *x, const char *name, const double *v, size_t n)
 {
+    if (!rank0()) return LRGD_OK; /* rank 0 keeps the stage checkpoints */
     size_t bytes = 16 + n * sizeof(double) + 8;
     unsigned char *b = malloc(bytes);
     if (!b) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
@@ -178,7 +215,7 @@ static lrgd_status ck_save(const xrun *x, const char *name, const double *v, siz
 }
 
 /* 1: loaded (*v malloc'ed); 0: absent or damaged (the piece is recomputed). */
-static int ck_load(const xrun *x, const char *name, double **v, size_t *n)
+static int ck_load_file(const xrun *x, const char *name, double **v, size_t *n)
 {
     char p[4200];
     ck_path(x, name, p, sizeof p);
@@ -205,6 +242,35 @@ static int ck_load(const xrun *x, const char *name, double **v, size_t *n)
     lrgd_free(b);
     return ok;
 }
+
+/* ck_load_file on rank 0, its answer and contents broadcast: every rank
+ * takes the same branch (load or compute) and holds the same numbers, even
+ * when only rank 0 can read DIR. Collective under MPI. */
+static int ck_load(const xrun *x, const char *name, double **v, size_t *n)
+{
+    if (lrgd_dist_size() == 1) return ck_load_file(x, name, v, n);
+    int64_t hdr[2] = {0, 0};
+    *v = NULL;
+    if (rank0() && ck_load_file(x, name, v, n)) {
+        hdr[0] = 1;
+        hdr[1] = (int64_t)*n;
+    }
+    lrgd_status st = lrgd_dist_bcast(hdr, sizeof hdr, 0);
+    if (st == LRGD_OK && hdr[0]) {
+        if (!rank0()) *v = malloc(hdr[1] ? (size_t)hdr[1] * sizeof(double) : 1);
+        st = *v ? lrgd_dist_bcast(*v, (size_t)hdr[1] * sizeof(double), 0) : lrgd_fail(LRGD_E_NOMEM, "out of memory");
+        *n = (size_t)hdr[1];
+    }
+    if (st != LRGD_OK) lrgd_dist_fail(CMD, st); /* stops every rank */
+    if (!hdr[0]) {
+        free(*v);
+        *v = NULL;
+    }
+    return (int)hdr[0];
+}
+
+/* Broadcast n doubles from rank 0 (results computed there only). */
+static lrgd_status share(double *v, size_t n) { return lrgd_dist_bcast(v, n * sizeof(double), 0); }
 
 /* Load exactly want doubles into dst; 0 when absent, damaged or another size. */
 static int ck_load_into(const xrun *x, const char *name, double *dst, size_t want)
@@ -309,11 +375,11 @@ static void say(const xrun *x, const char *fmt, ...)
 
 /* The configuration every checkpoint belongs to. A DIR holding another
  * configuration's checkpoints is refused rather than mixed. */
-static lrgd_status write_config(xrun *x)
+static void config_text(xrun *x)
 {
     const xcfg *c = &x->c;
-    char buf[2048];
-    int n = snprintf(buf, sizeof buf,
+    char *buf = x->cfg_text;
+    x->cfg_len = snprintf(buf, sizeof x->cfg_text,
                      "lrgd experiment v1\ndata %s\nsynthetic %d\nmodel %s\nquick %d\nseed %llu\n"
                      "train %d %d %d %d %d %d %d %d %d\nusers %d hold %d k %d pool %d rounds %d\n"
                      "validity %d replay %d %d e3 %d e1 %d npert %d lr %.9g\n",
@@ -322,6 +388,14 @@ static lrgd_status write_config(xrun *x)
                      c->tr.hidden_dim, c->tr.seq_len, c->tr.epochs, c->tr.batch, c->tr.demos, c->users, c->hold, c->k,
                      c->pool, c->rounds, c->vusers, c->rsteps, c->rusers, c->e3users, c->e1epochs, c->npert,
                      c->tr.adamw.lr);
+    if (x->cfg_len >= (int)sizeof x->cfg_text) x->cfg_len = (int)sizeof x->cfg_text - 1;
+}
+
+static lrgd_status write_config(xrun *x)
+{
+    const xcfg *c = &x->c;
+    const char *buf = x->cfg_text;
+    int n = x->cfg_len;
     char p[4200];
     ck_path(x, "config.txt", p, sizeof p);
     char *old = NULL;
@@ -361,7 +435,7 @@ static lrgd_status stage_data(xrun *x)
         LRGD_TRY(lrgd_synth_new(&so, &x->syn));
         x->ds = lrgd_synth_dataset(x->syn);
         snprintf(x->data_path, sizeof x->data_path, "%s/data.txt", x->c.out);
-        LRGD_TRY(lrgd_synth_write(x->syn, x->data_path));
+        if (rank0()) LRGD_TRY(lrgd_synth_write(x->syn, x->data_path)); /* the others generate the same */
     } else {
         snprintf(x->data_path, sizeof x->data_path, "%s", x->c.data);
         LRGD_TRY(lrgd_dataset_load(x->c.data, LRGD_DATA_AUTO, &x->ds_own));
@@ -416,20 +490,24 @@ static lrgd_status stage_train(xrun *x)
     } else {
         snprintf(mp, sizeof mp, "%s/model.gguf", x->c.out);
         if (!ck_load_into(x, "train", x->train_info, 8)) {
-            lrgd_train_opts o = x->c.tr;
-            o.out = mp;
-            o.seed = x->com.seed;
-            say(x, "train: %d layers, dim %d, %d epochs on %s", o.n_layers, o.dim, o.epochs, x->data_path);
-            lrgd_train_result res;
-            lrgd_status st = train_one(x, &o, &res);
-            if (st == LRGD_OK) {
-                double info[8] = {res.epochs_run, res.best_epoch, res.best_ndcg10, res.train_seconds,
-                                  (double)res.n_params, 0, 0, 0};
-                memcpy(x->train_info, info, sizeof info);
-                st = ck_save(x, "train", info, 8);
+            /* rank 0 trains (the others sleep in the broadcast), then every rank maps the model */
+            if (rank0()) {
+                lrgd_train_opts o = x->c.tr;
+                o.out = mp;
+                o.seed = x->com.seed;
+                say(x, "train: %d layers, dim %d, %d epochs on %s", o.n_layers, o.dim, o.epochs, x->data_path);
+                lrgd_train_result res;
+                lrgd_status st = train_one(x, &o, &res);
+                if (st == LRGD_OK) {
+                    double info[8] = {res.epochs_run, res.best_epoch, res.best_ndcg10, res.train_seconds,
+                                      (double)res.n_params, 0, 0, 0};
+                    memcpy(x->train_info, info, sizeof info);
+                    st = ck_save(x, "train", info, 8);
+                }
+                lrgd_train_result_free(&res);
+                LRGD_TRY(st);
             }
-            lrgd_train_result_free(&res);
-            LRGD_TRY(st);
+            LRGD_TRY(share(x->train_info, 8));
         }
     }
     LRGD_TRY(lrgd_model_load(mp, &m));
@@ -469,7 +547,16 @@ static lrgd_status stage_optimize(xrun *x)
         say(x, "optimize (%s): %d users, pool %d, k %d, %d rounds, %d guard users", var_name[v], x->n_users, o.pool,
             o.k, o.rounds, x->n_hold);
         lrgd_opt_result *r = NULL;
+        char cmdname[64];
+        if (x->dist) {
+            /* each variant's phases: their own checkpoint folders and hashes */
+            snprintf(cmdname, sizeof cmdname, "experiment-%s", var_name[v]);
+            x->dm.cmd = cmdname;
+            x->dm.config_hash = lrgd_hash64(x->hash, &v, sizeof v);
+            o.map = &x->dm.map;
+        }
         LRGD_TRY(lrgd_optimize(x->t, x->sp, x->users, x->n_users, x->hold, x->n_hold, NULL, 0, &o, &r));
+        x->dm.cmd = NULL;
         double lz = 0, ls = 0, l1 = 0, l2 = 0, ed = 0;
         for (int i = 0; i < r->n; i++) {
             lz += r->users[i].logp_zero;
@@ -547,7 +634,19 @@ static lrgd_status eval_ranks(xrun *x, const lrgd_scorer *sc, int n_neg, const c
     eo.n_users = x->n_users;
     eo.label = label;
     lrgd_eval_result *er = NULL;
-    LRGD_TRY(lrgd_evaluate(x->sp, LRGD_STEP_TEST, sc, &eo, &er));
+    if (x->dist) {
+        /* sharded; every rank gets the ranks (the stage ends alike everywhere) */
+        char name[128];
+        snprintf(name, sizeof name, "experiment-%s", label);
+        for (char *c = name; *c; c++)
+            if (*c == ' ' || *c == '@' || *c == '+') *c = '_';
+        lrgd_dist_eval d = {.name = name, .to_all = 1};
+        d.config_hash = lrgd_hash64(x->hash, label, strlen(label));
+        d.config_hash = lrgd_hash64(d.config_hash, &n_neg, sizeof n_neg);
+        LRGD_TRY(lrgd_evaluate_dist(x->sp, LRGD_STEP_TEST, sc, &eo, &d, &er, NULL));
+        x->eval_jobs++;
+    } else
+        LRGD_TRY(lrgd_evaluate(x->sp, LRGD_STEP_TEST, sc, &eo, &er));
     /* results come back in evaluation order: store them by our user index */
     for (int i = 0; i < x->n_users; i++) ranks[i] = -1;
     for (int i = 0; i < er->n; i++)
@@ -602,6 +701,92 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One validity user's pairs as a shard record: the pair count, the
+ * timings, then P slots of (Effect_D, per-token form, dlogP). */
+typedef struct xv_head {
+    int32_t np, pad;
+    double t_probe, t_enc, t_score, t_fwd;
+} xv_head;
+
+typedef struct xv_ctx {
+    const xrun *x;
+    int P;
+    lrgd_effect *e;
+    lrgd_store *s;
+    lrgd_demo_index *ix;
+    double *eff, *ptk;
+    int32_t *pool;
+    int *ids, *tok, *qtok, *dtok;
+} xv_ctx;
+
+static size_t xv_size(int P) { return sizeof(xv_head) + (size_t)P * 3 * sizeof(double); }
+
+static lrgd_status xv_job(void *vc, int64_t begin, int64_t end, void *vrec)
+{
+    xv_ctx *c = vc;
+    const xrun *x = c->x;
+    int P = c->P;
+    lrgd_effect *e = c->e;
+    const lrgd_prompt_vocab *pv = lrgd_effect_vocab(e);
+    int *tok = c->tok, *qtok = c->qtok, *dtok = c->dtok;
+    lrgd_status st = LRGD_OK;
+    lrgd_progress prog;
+    lrgd_progress_begin(&prog, "validity", "users", (double)(end - begin));
+    for (int64_t i = begin; i < end && st == LRGD_OK; i++) {
+        unsigned char *rec = (unsigned char *)vrec + (size_t)(i - begin) * xv_size(P);
+        xv_head H;
+        memset(&H, 0, sizeof H);
+        memset(rec, 0, xv_size(P));
+        double *E = (double *)(rec + sizeof H), *PT = E + P, *D = PT + P;
+        int u = x->users[i], nh, np = 0, nq = 0;
+        const int32_t *h;
+        lrgd_split_history(x->sp, LRGD_STEP_VALID, u, &h, &nh);
+        int32_t y = lrgd_split_target(x->sp, LRGD_STEP_VALID, u);
+        st = lrgd_demo_index_similar(c->ix, h, nh, u, P, c->pool, NULL, &np);
+        if (st == LRGD_OK) st = lrgd_query_tokens(pv, h, nh, x->oo.max_hist, qtok, &nq);
+        lrgd_probe *p = NULL;
+        double t0 = lrgd_now();
+        if (st == LRGD_OK) st = lrgd_probe_run(e, NULL, NULL, 0, qtok, nq, y, &p);
+        H.t_probe = lrgd_now() - t0;
+        double base = 0;
+        tok[0] = pv->bos;
+        memcpy(tok + 1, qtok, sizeof(int) * (size_t)nq);
+        if (st == LRGD_OK) st = lrgd_effect_logp(e, tok, nq + 1, y, &base);
+        lrgd_store_clear(c->s);
+        t0 = lrgd_now();
+        for (int j = 0; j < np && st == LRGD_OK; j++) {
+            lrgd_demo d;
+            int nd = 0;
+            st = lrgd_demo_index_demo(c->ix, c->pool[j], &d, NULL);
+            if (st == LRGD_OK) st = lrgd_demo_tokens(pv, &d, x->oo.demo_hist, dtok, &nd);
+            if (st == LRGD_OK) st = lrgd_store_add(c->s, dtok, nd, NULL, &c->ids[j]);
+        }
+        H.t_enc = lrgd_now() - t0;
+        t0 = lrgd_now();
+        if (st == LRGD_OK) st = lrgd_effect_score(c->s, p, c->ids, np, c->eff, c->ptk);
+        H.t_score = lrgd_now() - t0;
+        /* ground truth: real forward passes of [T | d | Q] */
+        t0 = lrgd_now();
+        for (int j = 0; j < np && st == LRGD_OK; j++) {
+            int nd = lrgd_store_len(c->s, c->ids[j]);
+            memcpy(tok + 1, lrgd_store_tokens(c->s, c->ids[j]), sizeof(int) * (size_t)nd);
+            memcpy(tok + 1 + nd, qtok, sizeof(int) * (size_t)nq);
+            double lp = 0;
+            st = lrgd_effect_logp(e, tok, 1 + nd + nq, y, &lp);
+            E[j] = c->eff[j];
+            PT[j] = c->ptk[j];
+            D[j] = lp - base;
+        }
+        H.t_fwd = lrgd_now() - t0;
+        lrgd_probe_free(p);
+        H.np = np;
+        memcpy(rec, &H, sizeof H);
+        lrgd_progress_update(&prog, (double)(i - begin + 1), NULL);
+    }
+    lrgd_progress_end(&prog, (double)(end - begin), NULL);
+    return st;
+}
+
 static lrgd_status stage_validity(xrun *x)
 {
     int nv = x->c.vusers < x->n_users ? x->c.vusers : x->n_users, P = x->oo.pool;
@@ -617,89 +802,73 @@ static lrgd_status stage_validity(xrun *x)
         return LRGD_OK;
     }
     free(all);
+    xv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.x = x;
+    c.P = P;
     all = malloc(sizeof(double) * (8 + 3 * cap + 1));
-    double *eff = malloc(sizeof(double) * (size_t)P), *ptk = malloc(sizeof(double) * (size_t)P);
+    unsigned char *recs = malloc((size_t)nv * xv_size(P) + 1);
+    c.eff = malloc(sizeof(double) * (size_t)P);
+    c.ptk = malloc(sizeof(double) * (size_t)P);
     double *urho = malloc(sizeof(double) * (size_t)nv + 1);
-    int32_t *pool = malloc(sizeof(int32_t) * (size_t)P);
-    int *ids = malloc(sizeof(int) * (size_t)P);
+    c.pool = malloc(sizeof(int32_t) * (size_t)P);
+    c.ids = malloc(sizeof(int) * (size_t)P);
     const lrgd_config *cfg = lrgd_tmodel_config(x->t);
-    int *tok = malloc(sizeof(int) * (size_t)cfg->seq_len * 2), *qtok = malloc(sizeof(int) * (size_t)cfg->seq_len);
-    int *dtok = malloc(sizeof(int) * (size_t)cfg->seq_len);
-    lrgd_effect *e = NULL;
-    lrgd_store *s = NULL;
-    lrgd_demo_index *ix = NULL;
-    lrgd_status st = (all && eff && ptk && urho && pool && ids && tok && qtok && dtok)
+    c.tok = malloc(sizeof(int) * (size_t)cfg->seq_len * 2);
+    c.qtok = malloc(sizeof(int) * (size_t)cfg->seq_len);
+    c.dtok = malloc(sizeof(int) * (size_t)cfg->seq_len);
+    lrgd_status st = (all && recs && c.eff && c.ptk && urho && c.pool && c.ids && c.tok && c.qtok && c.dtok)
                          ? LRGD_OK : lrgd_fail(LRGD_E_NOMEM, "out of memory");
-    if (st == LRGD_OK) st = lrgd_effect_new(lrgd_tmodel_model(x->t), &e);
-    if (st == LRGD_OK) st = lrgd_store_new(e, &s);
-    if (st == LRGD_OK) st = lrgd_demo_index_new(x->sp, LRGD_STEP_VALID, x->oo.demo_hist, &ix);
+    if (st == LRGD_OK) st = lrgd_effect_new(lrgd_tmodel_model(x->t), &c.e);
+    if (st == LRGD_OK) st = lrgd_store_new(c.e, &c.s);
+    if (st == LRGD_OK) st = lrgd_demo_index_new(x->sp, LRGD_STEP_VALID, x->oo.demo_hist, &c.ix);
+    if (st == LRGD_OK) {
+        if (x->dist) {
+            x->dm.cmd = "experiment";
+            x->dm.config_hash = x->hash;
+            st = x->dm.map.run(x->dm.map.self, "validity", 0, nv, xv_size(P), xv_job, &c, recs);
+            x->dm.cmd = NULL;
+        } else
+            st = xv_job(&c, 0, nv, recs);
+    }
+    lrgd_demo_index_free(c.ix);
+    lrgd_store_free(c.s);
+    lrgd_effect_free(c.e);
+    free(c.eff);
+    free(c.ptk);
+    free(c.pool);
+    free(c.ids);
+    free(c.tok);
+    free(c.qtok);
+    free(c.dtok);
+    /* the pairs in user order; every per-user value from the records */
     double *E = all + 8, *PT = E + cap, *D = PT + cap;
     size_t np_all = 0;
     int n_urho = 0;
     double t_enc = 0, t_score = 0, t_fwd = 0, t_probe = 0;
-    lrgd_progress prog;
-    lrgd_progress_begin(&prog, "validity", "users", nv);
-    const lrgd_prompt_vocab *pv = e ? lrgd_effect_vocab(e) : NULL;
     for (int i = 0; i < nv && st == LRGD_OK; i++) {
-        int u = x->users[i], nh, np = 0, nq = 0;
-        const int32_t *h;
-        lrgd_split_history(x->sp, LRGD_STEP_VALID, u, &h, &nh);
-        int32_t y = lrgd_split_target(x->sp, LRGD_STEP_VALID, u);
-        st = lrgd_demo_index_similar(ix, h, nh, u, P, pool, NULL, &np);
-        if (st == LRGD_OK) st = lrgd_query_tokens(pv, h, nh, x->oo.max_hist, qtok, &nq);
-        lrgd_probe *p = NULL;
-        double t0 = lrgd_now();
-        if (st == LRGD_OK) st = lrgd_probe_run(e, NULL, NULL, 0, qtok, nq, y, &p);
-        t_probe += lrgd_now() - t0;
-        double base = 0;
-        tok[0] = pv->bos;
-        memcpy(tok + 1, qtok, sizeof(int) * (size_t)nq);
-        if (st == LRGD_OK) st = lrgd_effect_logp(e, tok, nq + 1, y, &base);
-        lrgd_store_clear(s);
-        t0 = lrgd_now();
-        for (int j = 0; j < np && st == LRGD_OK; j++) {
-            lrgd_demo d;
-            int nd = 0;
-            st = lrgd_demo_index_demo(ix, pool[j], &d, NULL);
-            if (st == LRGD_OK) st = lrgd_demo_tokens(pv, &d, x->oo.demo_hist, dtok, &nd);
-            if (st == LRGD_OK) st = lrgd_store_add(s, dtok, nd, NULL, &ids[j]);
+        const unsigned char *rec = recs + (size_t)i * xv_size(P);
+        xv_head H;
+        memcpy(&H, rec, sizeof H);
+        if (H.np < 0 || H.np > P) {
+            st = lrgd_fail(LRGD_E_RUNTIME, "validity: user %d has %d pairs", x->users[i], H.np);
+            break;
         }
-        t_enc += lrgd_now() - t0;
-        t0 = lrgd_now();
-        if (st == LRGD_OK) st = lrgd_effect_score(s, p, ids, np, eff, ptk);
-        t_score += lrgd_now() - t0;
-        /* ground truth: real forward passes of [T | d | Q] */
-        t0 = lrgd_now();
-        for (int j = 0; j < np && st == LRGD_OK; j++) {
-            int nd = lrgd_store_len(s, ids[j]);
-            memcpy(tok + 1, lrgd_store_tokens(s, ids[j]), sizeof(int) * (size_t)nd);
-            memcpy(tok + 1 + nd, qtok, sizeof(int) * (size_t)nq);
-            double lp = 0;
-            st = lrgd_effect_logp(e, tok, 1 + nd + nq, y, &lp);
-            E[np_all + j] = eff[j];
-            PT[np_all + j] = ptk[j];
-            D[np_all + j] = lp - base;
-        }
-        t_fwd += lrgd_now() - t0;
-        lrgd_probe_free(p);
-        if (st == LRGD_OK && np >= 3) {
-            double r = lrgd_spearman(E + np_all, D + np_all, np);
+        const double *re = (const double *)(rec + sizeof H);
+        memcpy(E + np_all, re, sizeof(double) * (size_t)H.np);
+        memcpy(PT + np_all, re + P, sizeof(double) * (size_t)H.np);
+        memcpy(D + np_all, re + 2 * P, sizeof(double) * (size_t)H.np);
+        t_probe += H.t_probe;
+        t_enc += H.t_enc;
+        t_score += H.t_score;
+        t_fwd += H.t_fwd;
+        if (H.np >= 3) {
+            double r = lrgd_spearman(E + np_all, D + np_all, H.np);
             if (isfinite(r)) urho[n_urho++] = r;
         }
-        np_all += (size_t)(st == LRGD_OK ? np : 0);
-        lrgd_progress_update(&prog, i + 1, NULL);
+        np_all += (size_t)H.np;
     }
-    lrgd_progress_end(&prog, nv, NULL);
-    lrgd_demo_index_free(ix);
-    lrgd_store_free(s);
-    lrgd_effect_free(e);
-    free(eff);
-    free(ptk);
-    free(pool);
-    free(ids);
-    free(tok);
-    free(qtok);
-    free(dtok);
+    free(recs);
     if (st == LRGD_OK) {
         /* compact to [info | eff | ptok | dlp] */
         memmove(all + 8 + np_all, PT, np_all * sizeof(double));
@@ -765,6 +934,9 @@ static lrgd_status stage_robust(xrun *x)
 
 /* ---- stage: replay ------------------------------------------------------------ */
 
+static lrgd_status replay_run(xrun *x);
+
+/* The replay is not sharded: rank 0 runs it and broadcasts the curve. */
 static lrgd_status stage_replay(xrun *x)
 {
     double *v = NULL;
@@ -775,6 +947,18 @@ static lrgd_status stage_replay(xrun *x)
         return LRGD_OK;
     }
     free(v);
+    if (rank0()) LRGD_TRY(replay_run(x));
+    if (lrgd_dist_size() == 1) return LRGD_OK;
+    double nn = x->rp_n;
+    LRGD_TRY(share(&nn, 1));
+    x->rp_n = (int)nn;
+    if (!rank0() && !(x->rp = malloc(sizeof(double) * (size_t)x->rp_n * 7 + 1)))
+        return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    return share(x->rp, (size_t)x->rp_n * 7);
+}
+
+static lrgd_status replay_run(xrun *x)
+{
     lrgd_split *rs = NULL;
     LRGD_TRY(lrgd_split_replay(x->ds, x->c.rsteps, &rs));
     int ns = lrgd_split_n_users(rs), want = x->c.rusers > 0 ? x->c.rusers : x->n_users;
@@ -895,15 +1079,47 @@ static lrgd_status dual_summary(xrun *x, lrgd_tmodel *t, int nu, int with_e3, do
     return st;
 }
 
+/* E1 on a small linear-attention model trained for it (rank 0). */
+static lrgd_status dual_linear(xrun *x, int nu, int Ll)
+{
+    int W = 4 + N_FEAT;
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/model_linear.gguf", x->c.out);
+    lrgd_train_opts o = x->c.tr;
+    o.attn = LRGD_ATTN_LINEAR;
+    o.epochs = x->c.e1epochs;
+    o.out = mp;
+    o.seed = x->com.seed;
+    say(x, "dual: training a linear-attention model for E1 (%d epochs)", o.epochs);
+    lrgd_train_result res;
+    lrgd_status st = train_one(x, &o, &res);
+    lrgd_train_result_free(&res);
+    LRGD_TRY(st);
+    lrgd_model *m = NULL;
+    lrgd_tmodel *tl = NULL;
+    LRGD_TRY(lrgd_model_load(mp, &m));
+    st = lrgd_tmodel_from_model(m, &tl);
+    lrgd_model_free(m);
+    if (st == LRGD_OK) st = dual_summary(x, tl, nu, 0, x->dual_lin, Ll);
+    lrgd_tmodel_free(tl);
+    LRGD_TRY(st);
+    LRGD_TRY(ck_save(x, "dual_linear", x->dual_lin, (size_t)Ll * W));
+    return LRGD_OK;
+}
+
 static lrgd_status stage_dual(xrun *x)
 {
     int W = 4 + N_FEAT, nu = x->c.e3users < x->n_users ? x->c.e3users : x->n_users;
     x->dual_users = nu;
     x->dual = malloc(sizeof(double) * (size_t)x->L * W);
     if (!x->dual) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    /* E1-E4 are not sharded: rank 0 computes them (and trains E1's model) and broadcasts */
     if (!ck_load_into(x, "dual", x->dual, (size_t)x->L * W)) {
-        LRGD_TRY(dual_summary(x, x->t, nu, 1, x->dual, x->L));
-        LRGD_TRY(ck_save(x, "dual", x->dual, (size_t)x->L * W));
+        if (rank0()) {
+            LRGD_TRY(dual_summary(x, x->t, nu, 1, x->dual, x->L));
+            LRGD_TRY(ck_save(x, "dual", x->dual, (size_t)x->L * W));
+        }
+        LRGD_TRY(share(x->dual, (size_t)x->L * W));
     }
     /* E1 needs linear attention: a small linear-mode model of the same shape */
     if (x->c.e1epochs > 0 && !x->c.model) {
@@ -912,30 +1128,10 @@ static lrgd_status stage_dual(xrun *x)
         if (!x->dual_lin) return lrgd_fail(LRGD_E_NOMEM, "out of memory");
         x->dual_lin_L = Ll;
         if (!ck_load_into(x, "dual_linear", x->dual_lin, (size_t)Ll * W)) {
-            char mp[4200];
-            snprintf(mp, sizeof mp, "%s/model_linear.gguf", x->c.out);
-            lrgd_train_opts o = x->c.tr;
-            o.attn = LRGD_ATTN_LINEAR;
-            o.epochs = x->c.e1epochs;
-            o.out = mp;
-            o.seed = x->com.seed;
-            say(x, "dual: training a linear-attention model for E1 (%d epochs)", o.epochs);
-            lrgd_train_result res;
-            lrgd_status st = train_one(x, &o, &res);
-            lrgd_train_result_free(&res);
-            LRGD_TRY(st);
-            lrgd_model *m = NULL;
-            lrgd_tmodel *tl = NULL;
-            LRGD_TRY(lrgd_model_load(mp, &m));
-            st = lrgd_tmodel_from_model(m, &tl);
-            lrgd_model_free(m);
-            if (st == LRGD_OK) st = dual_summary(x, tl, nu, 0, x->dual_lin, Ll);
-            lrgd_tmodel_free(tl);
-            LRGD_TRY(st);
-            LRGD_TRY(ck_save(x, "dual_linear", x->dual_lin, (size_t)Ll * W));
+            if (rank0()) LRGD_TRY(dual_linear(x, nu, Ll));
+            LRGD_TRY(share(x->dual_lin, (size_t)Ll * W));
         }
-    }
-    /* fitted log-log slope of the all-layer mean E3 error against r */
+    }    /* fitted log-log slope of the all-layer mean E3 error against r */
     double r[N_FEAT], e[N_FEAT];
     for (int f = 0; f < N_FEAT; f++) {
         r[f] = 16 << f;
@@ -1011,6 +1207,9 @@ static lrgd_status write_json(const xrun *x, FILE *f, double secs)
     lrgd_json_obj_begin(&j);
     cli_json_run_info(&j, &x->com);
     lrgd_json_obj_end(&j);
+    lrgd_json_key(&j, "distributed");
+    if (x->dist) lrgd_dist_map_json(&j, &x->dm, "evaluations_sharded", x->eval_jobs);
+    else lrgd_json_null(&j);
     const lrgd_config *cfg = lrgd_tmodel_config(x->t);
     lrgd_json_key(&j, "config");
     lrgd_json_obj_begin(&j);
@@ -1589,6 +1788,7 @@ static void free_run(xrun *x)
     lrgd_split_free(x->sp);
     lrgd_dataset_free(x->ds_own);
     lrgd_synth_free(x->syn);
+    lrgd_dist_map_free(&x->dm);
 }
 
 int cmd_experiment(int argc, char **argv)
@@ -1606,7 +1806,7 @@ int cmd_experiment(int argc, char **argv)
         {"replay-steps", required_argument, 0, OPT_RSTEPS}, {"replay-users", required_argument, 0, OPT_RUSERS},
         {"e3-users", required_argument, 0, OPT_E3U}, {"e1-epochs", required_argument, 0, OPT_E1EP},
         {"lr", required_argument, 0, OPT_LR}, {"n-perturb", required_argument, 0, OPT_NPERT},
-        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+        {"shard-size", required_argument, 0, OPT_SHARD}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     xrun x;
     memset(&x, 0, sizeof x);
     xcfg *c = &x.c;
@@ -1655,6 +1855,10 @@ int cmd_experiment(int argc, char **argv)
         case OPT_NPERT: INT("n-perturb", 1, 1000, c->npert);
         case OPT_LR:
             if (cli_float(CMD, "lr", optarg, 1e-9, 10, &lr) != 0) return CLI_USAGE;
+            break;
+        case OPT_SHARD:
+            if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &v) != 0) return CLI_USAGE;
+            x.shard_size = v;
             break;
         case 'h': fputs(help_experiment, stdout); return CLI_OK;
         default: return cli_usage(CMD, "unknown option");
@@ -1708,10 +1912,32 @@ int cmd_experiment(int argc, char **argv)
     c->npert = x.oo.n_perturb;
 
     double t0 = lrgd_now();
-    lrgd_status st = make_dirs(c->out);
-    if (st == LRGD_OK) st = write_config(&x);
+    config_text(&x);
+    x.dist = lrgd_dist_size() > 1 || x.shard_size > 0;
+    if (!rank0()) {
+        x.com.quiet = 1; /* rank 0 speaks for the job */
+        lrgd_set_quiet(1);
+    }
+    /* rank 0 owns DIR's stage files; the others wait for it */
+    lrgd_status st = rank0() ? make_dirs(c->out) : LRGD_OK;
+    if (st == LRGD_OK && rank0()) st = write_config(&x);
+    if (st == LRGD_OK) st = lrgd_dist_barrier();
     if (st == LRGD_OK) st = stage_data(&x);
     if (st == LRGD_OK) st = stage_train(&x);
+    if (st == LRGD_OK && x.dist) {
+        /* what every sharded job depends on: the data, the model bytes, the
+         * configuration and the threads; the ranks check they agree */
+        char mp[4200];
+        if (c->model) snprintf(mp, sizeof mp, "%s", c->model);
+        else snprintf(mp, sizeof mp, "%s/model.gguf", c->out);
+        x.hash = lrgd_hash_dataset(LRGD_HASH_INIT, x.ds);
+        st = lrgd_hash_file(&x.hash, mp);
+        int64_t th[2] = {lrgd_get_threads(), x.shard_size};
+        x.hash = lrgd_hash64(x.hash, th, sizeof th);
+        x.hash = lrgd_hash64(x.hash, x.cfg_text, (size_t)x.cfg_len);
+        snprintf(x.shard_dir, sizeof x.shard_dir, "%s/ckpt/shards", c->out);
+        lrgd_dist_map_init(&x.dm, CMD, x.hash, x.shard_dir, x.shard_size);
+    }
     if (st == LRGD_OK) st = stage_optimize(&x);
     if (st == LRGD_OK) say(&x, "methods: %d methods x %d candidate sets, %d users", N_METHODS, N_CAND, x.n_users);
     if (st == LRGD_OK) st = stage_methods(&x);
@@ -1721,7 +1947,12 @@ int cmd_experiment(int argc, char **argv)
     if (st == LRGD_OK) st = stage_robust(&x);
     if (st == LRGD_OK) st = stage_replay(&x);
     if (st == LRGD_OK) st = stage_dual(&x);
+    if (st == LRGD_OK && x.dist) st = lrgd_dist_map_finish(&x.dm);
     double secs = lrgd_now() - t0;
+    if (!rank0()) { /* rank 0 writes every output */
+        free_run(&x);
+        return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
+    }
     if (st == LRGD_OK) st = write_out(&x, "results.json", write_json, secs);
     if (st == LRGD_OK) st = write_out(&x, "methods.csv", write_csv_w, secs);
     if (st == LRGD_OK) st = write_out(&x, "report.html", write_html, secs);
@@ -1748,6 +1979,7 @@ int cmd_experiment(int argc, char **argv)
         fprintf(f, "E3 slope %.3f; report: %s/report.html (%.1f s)\n", x.e3_slope, c->out, secs);
     }
     free_run(&x);
-    if (st != LRGD_OK) return cli_fail(CMD, st);
+    /* under MPI a failure stops every rank (they may wait in a collective) */
+    if (st != LRGD_OK) return lrgd_dist_fail(CMD, st);
     return CLI_OK;
 }

@@ -38,7 +38,7 @@ static const cli_command *find(const char *name)
 /* Commands that shard their work across MPI ranks (core/dist.h,
  * docs/DISTRIBUTED.md). Any other command started as several ranks would
  * repeat its work and race on its outputs, so it refuses. */
-static const char *const mpi_commands[] = {"eval", "effect", "optimize"};
+static const char *const mpi_commands[] = {"eval", "effect", "optimize", "experiment"};
 
 static int mpi_aware(const char *name)
 {
