@@ -38,6 +38,7 @@ expect_usage "unknown section 'foo'" --only foo
 expect_usage "unknown or incomplete option" --bogus
 expect_usage "--pp" --pp 0
 expect_usage "--reps" --reps x
+expect_usage "--budget" --budget -1
 expect_usage "unknown type 'q4_0'" --dtypes q4_0
 expect_usage "given twice" --dtypes f32,f32
 expect_usage "--random" --random 3x100
@@ -76,7 +77,7 @@ count_pos() {
         END { print (bad ? -1 : n + 0) }' "$J"
 }
 # forward: 2 models x 2 dtypes x 2 thread counts
-for k in pp_tok_s pp_best_tok_s tg_tok_s tg_best_tok_s pp_gflops sgemm_gflops pp_vs_sgemm tg_bytes_per_token \
+for k in pp_reps tg_reps pp_tok_s pp_best_tok_s tg_tok_s tg_best_tok_s pp_gflops sgemm_gflops pp_vs_sgemm tg_bytes_per_token \
     tg_bytes_per_s memcpy_bytes_per_s tg_vs_memcpy params file_bytes; do
     n=$(count_pos $k)
     [ "$n" = 8 ] && ok || bad "forward: '$k' positive in $n rows, expected 8"
@@ -130,6 +131,13 @@ grep -q "\"file_bytes\": $size," "$T/k.json" && grep -q "\"file\": \"$T/kept/m-q
     bad "--keep-models: the JSON does not name the kept file and its size ($size)"
 "$BIN" info --json "$T/kept/m-q8_0.gguf" > "$T/info.json" && grep -q '"Q8_0"' "$T/info.json" && ok ||
     bad "the kept q8_0 file does not load as Q8_0"
+# --budget: a spent budget stops after one timed run; 0 always makes --reps runs
+for b in 0:3 0.000001:1; do
+    "$BIN" bench --only forward --random 1x32 --dtypes f32 --threads 1 --pp 8 --tg 2 --reps 3 --budget ${b%:*} --quiet \
+        --out "$T/r.json" > /dev/null &&
+        [ "$(grep -c "\"pp_reps\": ${b#*:}," "$T/r.json")" = 1 ] && [ "$(grep -c "\"tg_reps\": ${b#*:}," "$T/r.json")" = 1 ] &&
+        ok || bad "--budget ${b%:*}: expected ${b#*:} timed runs: $(grep _reps "$T/r.json" | tr -d '\n')"
+done
 # only the sections asked for, and skipped sections say why
 "$BIN" bench --only forward --random 1x32 --dtypes f32 --threads 1 --pp 8 --tg 2 --reps 1 --quiet --out "$T/f.json" \
     > /dev/null && ok || bad "--only forward failed"

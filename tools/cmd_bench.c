@@ -62,6 +62,8 @@ const char help_bench[] =
     "  --pp N               prompt tokens (default 512; capped at a model's context)\n"
     "  --tg N               decoded tokens (default 128; capped at the context)\n"
     "  --reps N             timed repetitions of pp and tg (default 3)\n"
+    "  --budget S           fewer repetitions once a measurement's runs took S\n"
+    "                       seconds (at least one; default 5; 0: always --reps)\n"
     "  --keep-models DIR    write the GGUF files into DIR and keep them (default:\n"
     "                       a temporary folder, removed at the end)\n"
     "  --data FILE          interactions (as lrgd eval) for eval, effect, train\n"
@@ -83,7 +85,8 @@ const char help_bench[] =
 
 enum {
     OPT_ONLY = 2001, OPT_MODEL, OPT_RANDOM, OPT_DTYPES, OPT_TLIST, OPT_PP, OPT_TG, OPT_REPS, OPT_KEEP, OPT_DATA,
-    OPT_EVAL_MODEL, OPT_USERS, OPT_K, OPT_EUSERS, OPT_POOL, OPT_TSTEPS, OPT_TBATCH, OPT_TDIM, OPT_TLAYERS, OPT_OUT
+    OPT_EVAL_MODEL, OPT_USERS, OPT_K, OPT_EUSERS, OPT_POOL, OPT_TSTEPS, OPT_TBATCH, OPT_TDIM, OPT_TLAYERS, OPT_OUT,
+    OPT_BUDGET
 };
 
 enum { SEC_FORWARD = 1, SEC_EVAL = 2, SEC_EFFECT = 4, SEC_TRAIN = 8, SEC_ALL = 15 };
@@ -132,6 +135,7 @@ typedef struct bench {
     int threads[MAX_THREADS];
     int n_threads;
     int pp, tg, reps;
+    double budget;
     const char *keep_dir, *data, *eval_model, *out;
     int users, k, effect_users, pool, train_steps, train_batch, train_dim, train_layers;
     FILE *tab; /* the table: stdout, or stderr with --json */
@@ -234,8 +238,8 @@ static void print_fwd_header(const bench *b)
 {
     fprintf(b->tab,
             "\nforward: pp = one batch of up to %d tokens, tg = up to %d single-token decodes; tokens/s from the mean "
-            "of %d reps\n",
-            b->pp, b->tg, b->reps);
+            "of up to %d runs (fewer past %g s)\n",
+            b->pp, b->tg, b->reps, b->budget);
     fprintf(b->tab, "%-24s %-5s %3s %5s %10s %10s %8s %8s %7s %8s %8s %7s %8s\n", "model", "dtype", "thr", "pp",
             "pp tok/s", "tg tok/s", "pp GF/s", "sgemm", "pp/sg", "tg GB/s", "copy GB/s", "tg/cp", "RSS MiB");
     fflush(b->tab);
@@ -284,7 +288,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
             if ((st = lrgd_set_threads(r->threads)) != LRGD_OK) break;
             note(b, "forward %s %s, %d thread(s)", name, r->dtype, r->threads);
             lrgd_perf_rss_reset();
-            if ((st = lrgd_perf_forward(m, pp, tg, b->reps, &r->f)) != LRGD_OK) break;
+            if ((st = lrgd_perf_forward(m, pp, tg, b->reps, b->budget, &r->f)) != LRGD_OK) break;
             r->rss_kb = lrgd_perf_rss_peak_kb();
             if (d == 0 && (st = lrgd_perf_sgemm_layer(&r->cfg, pp, b->reps, &sgemm[t])) != LRGD_OK) break;
             r->sgemm_gflops = sgemm[t];
@@ -532,12 +536,13 @@ static void write_json(FILE *f, bench *b)
         lrgd_json_obj_begin(&j);
         lrgd_json_kstr(&j, "pp", "one lrgd_eval of pp tokens (n_batch pp) into an empty cache, logits of the last");
         lrgd_json_kstr(&j, "tg", "tg lrgd_eval calls of 1 token with logits, from an empty cache");
-        lrgd_json_kstr(&j, "tok_s", "tokens / mean seconds of reps (after one warm-up eval); best_*: the fastest rep");
+        lrgd_json_kstr(&j, "tok_s", "tokens / mean seconds of the timed runs (pp_reps, tg_reps: up to reps, fewer once budget_s is spent; after one warm-up eval); best_*: the fastest run");
         lrgd_json_kstr(&j, "pp_gflops", "counted FLOPs (layer GEMMs, causal attention, last logits row) / mean time");
         lrgd_json_kstr(&j, "sgemm_gflops", "OpenBLAS sgemm on one layer's GEMM shapes with pp rows, float32, same threads");
         lrgd_json_kstr(&j, "tg_bytes_per_token", "weights in their stored types + output matrix + KV cache at the mean position");
         lrgd_json_kstr(&j, "memcpy_bytes_per_s", "2 x 128 MiB copy, bytes read + written per second, same threads");
         lrgd_json_kint(&j, "reps", b->reps);
+        lrgd_json_knum(&j, "budget_s", b->budget);
         lrgd_json_key(&j, "results");
         lrgd_json_arr_begin(&j);
         for (int i = 0; i < b->n_fwd; i++) {
@@ -556,6 +561,8 @@ static void write_json(FILE *f, bench *b)
             lrgd_json_kint(&j, "threads", r->threads);
             lrgd_json_kint(&j, "pp_tokens", r->f.pp);
             lrgd_json_kint(&j, "tg_tokens", r->f.tg);
+            lrgd_json_kint(&j, "pp_reps", r->f.pp_reps);
+            lrgd_json_kint(&j, "tg_reps", r->f.tg_reps);
             lrgd_json_knum(&j, "pp_tok_s", pps);
             lrgd_json_knum(&j, "pp_best_tok_s", r->f.pp / r->f.pp_best_s);
             lrgd_json_knum(&j, "tg_tok_s", tgs);
@@ -704,6 +711,7 @@ static int parse_args(bench *b, int argc, char **argv)
         {"pool", required_argument, 0, OPT_POOL},          {"train-steps", required_argument, 0, OPT_TSTEPS},
         {"train-batch", required_argument, 0, OPT_TBATCH}, {"train-dim", required_argument, 0, OPT_TDIM},
         {"train-layers", required_argument, 0, OPT_TLAYERS}, {"out", required_argument, 0, OPT_OUT},
+        {"budget", required_argument, 0, OPT_BUDGET},
         CLI_COMMON_OPTIONS,                                {0, 0, 0, 0}};
     long long v, list[MAX_THREADS];
     int c, r, n, tlist = 0, tone = 0;
@@ -782,6 +790,7 @@ static int parse_args(bench *b, int argc, char **argv)
         case OPT_PP: if (cli_int(CMD, "pp", optarg, 1, 65536, &v)) return CLI_USAGE; b->pp = (int)v; break;
         case OPT_TG: if (cli_int(CMD, "tg", optarg, 1, 65536, &v)) return CLI_USAGE; b->tg = (int)v; break;
         case OPT_REPS: if (cli_int(CMD, "reps", optarg, 1, 1000, &v)) return CLI_USAGE; b->reps = (int)v; break;
+        case OPT_BUDGET: if (cli_float(CMD, "budget", optarg, 0, 1e6, &b->budget)) return CLI_USAGE; break;
         case OPT_KEEP:
             if (!*optarg) return cli_usage(CMD, "--keep-models: expected a folder");
             b->keep_dir = optarg;
@@ -852,6 +861,7 @@ int cmd_bench(int argc, char **argv)
     b->pp = 512;
     b->tg = 128;
     b->reps = 3;
+    b->budget = 5;
     b->users = 2048;
     b->k = 3;
     b->effect_users = 20;

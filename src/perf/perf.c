@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, lrgd_perf_fwd *out)
+lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, double budget_s, lrgd_perf_fwd *out)
 {
     const lrgd_config *c = lrgd_model_config(m);
     if (pp < 1 || tg < 1 || reps < 1)
@@ -28,21 +28,24 @@ lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, lrg
         st = lrgd_eval(s, tok, pp < 8 ? pp : 8, logits, 0); /* warm-up */
     }
     double sum_pp = 0, sum_tg = 0, best_pp = 1e300, best_tg = 1e300;
-    for (int rep = 0; rep < reps && st == LRGD_OK; rep++) {
+    int n_pp = 0, n_tg = 0;
+    while (n_pp < reps && st == LRGD_OK && !(budget_s > 0 && sum_pp >= budget_s)) {
         if ((st = lrgd_state_truncate(s, 0)) != LRGD_OK) break;
         double t0 = lrgd_now();
         st = lrgd_eval(s, tok, pp, logits, 0);
         double dt = lrgd_now() - t0;
         sum_pp += dt;
         if (dt < best_pp) best_pp = dt;
+        n_pp++;
     }
-    for (int rep = 0; rep < reps && st == LRGD_OK; rep++) {
+    while (n_tg < reps && st == LRGD_OK && !(budget_s > 0 && sum_tg >= budget_s)) {
         if ((st = lrgd_state_truncate(s, 0)) != LRGD_OK) break;
         double t0 = lrgd_now();
         for (int i = 0; i < tg && st == LRGD_OK; i++) st = lrgd_eval(s, &tok[i], 1, logits, 0);
         double dt = lrgd_now() - t0;
         sum_tg += dt;
         if (dt < best_tg) best_tg = dt;
+        n_tg++;
     }
     lrgd_state_free(s);
     free(tok);
@@ -50,10 +53,11 @@ lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, lrg
     if (st != LRGD_OK) return st;
     out->pp = pp;
     out->tg = tg;
-    out->reps = reps;
-    out->pp_mean_s = sum_pp / reps;
+    out->pp_reps = n_pp;
+    out->tg_reps = n_tg;
+    out->pp_mean_s = sum_pp / n_pp;
     out->pp_best_s = best_pp;
-    out->tg_mean_s = sum_tg / reps;
+    out->tg_mean_s = sum_tg / n_tg;
     out->tg_best_s = best_tg;
     return LRGD_OK;
 }

@@ -16,14 +16,17 @@
  * pp: one lrgd_eval of pp tokens (n_batch pp) into an empty cache, logits of
  * the last token only. tg: tg lrgd_eval calls of one token each, with
  * logits, from an empty cache. One warm-up eval of 8 tokens first (pages in
- * the weights, starts the thread pools), then reps timed runs of each.
- * pp + tg must fit the model's context (pp, tg <= seq_len). */
+ * the weights, starts the thread pools), then up to reps timed runs of each;
+ * budget_s > 0 stops repeating a measurement once its runs have taken that
+ * long (at least one run; a slow path then costs one run, not reps).
+ * pp and tg must fit the model's context (pp, tg <= seq_len). */
 typedef struct lrgd_perf_fwd {
-    int pp, tg, reps;
+    int pp, tg;
+    int pp_reps, tg_reps;        /* timed runs made */
     double pp_mean_s, pp_best_s; /* seconds for the pp tokens */
     double tg_mean_s, tg_best_s; /* seconds for the tg tokens */
 } lrgd_perf_fwd;
-lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, lrgd_perf_fwd *out);
+lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, double budget_s, lrgd_perf_fwd *out);
 
 /* Parameters counted as llama.cpp counts them (embedding, layers, final
  * norm, untied output). */
