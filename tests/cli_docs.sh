@@ -30,7 +30,7 @@ for c in $commands; do
         continue
     fi
     for o in $(grep -oE -- '--[a-z][a-z0-9-]*' <<<"$help" | sort -u); do
-        case $o in --threads | --seed | --quiet | --json | --help) continue ;; esac # under "Common options"
+        case $o in --threads | --seed | --quiet | --json | --max-memory | --help) continue ;; esac # under "Common options"
         n_opt=$((n_opt + 1))
         grep -Eq -- "\`${o}([^a-z0-9-]|\$)" <<<"$sec" ||
             { say "lrgd $c: option '$o' (from --help) is not in its section of docs/CLI.md"; fail=1; }
@@ -38,7 +38,7 @@ for c in $commands; do
 done
 # The common options and the exit codes have their own section.
 common=$(awk '$0 == "## Common options" {on = 1; next} on && /^## / {exit} on {print}' "$doc")
-for o in --threads --seed --quiet --json --help --version; do
+for o in --threads --seed --quiet --json --max-memory --help --version; do
     grep -Eq -- "\`${o}([^a-z0-9-]|\$)" <<<"$common" || { say "common option '$o' is not under '## Common options'"; fail=1; }
 done
 # The documented exit codes are the ones the program uses: a usage error is 2.

@@ -36,7 +36,7 @@ for c in $commands; do
         documented "$o" || { say "lrgd $c: option '$o' is not in docs/lrgd.1"; fail=1; }
     done
 done
-for o in --threads --seed --quiet --json --help --version; do
+for o in --threads --seed --quiet --json --max-memory --help --version; do
     documented "$o" || { say "common option '$o' is not in docs/lrgd.1"; fail=1; }
 done
 # man renders it (when man-db is installed)

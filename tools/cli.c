@@ -12,6 +12,7 @@ void cli_common_init(cli_common *c)
     c->seed = 42;
     c->quiet = 0;
     c->json = 0;
+    c->max_memory = 0;
 }
 
 int cli_int(const char *cmd, const char *opt, const char *arg, long long min, long long max, long long *out)
@@ -39,6 +40,38 @@ int cli_float(const char *cmd, const char *opt, const char *arg, double min, dou
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_size(const char *cmd, const char *opt, const char *arg, size_t *out)
+{
+    static const char units[] = "KMGT";
+    const char *s = arg ? arg : "";
+    char *end;
+    errno = 0;
+    /* digits and at most one '.', then the unit: no sign, exponent, hex or spaces */
+    size_t i = 0, dots = 0;
+    while (s[i] && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) dots += s[i++] == '.';
+    double v = i > 0 && dots <= 1 ? strtod(s, &end) : 0;
+    int ok = i > 0 && dots <= 1 && end == s + i && errno != ERANGE && isfinite(v);
+    double mult = 1;
+    if (ok && s[i]) {
+        int c = s[i] >= 'a' && s[i] <= 'z' ? s[i] - 'a' + 'A' : s[i];
+        const char *u = c ? strchr(units, c) : NULL; /* strchr finds the NUL too */
+        if (!u) ok = 0;
+        else {
+            for (const char *k = units; k <= u; k++) mult *= 1024;
+            const char *rest = s + i + 1;
+            ok = !*rest || !strcmp(rest, "B") || !strcmp(rest, "iB") || !strcmp(rest, "b");
+        }
+    }
+    double bytes = v * mult;
+    if (!ok || !(bytes >= 1) || bytes > (double)(1ull << 60)) {
+        fprintf(stderr, "lrgd %s: --%s: expected a size such as 512M or 4G (at least 1 byte, at most 2^60 bytes), got '%s'\n",
+                cmd, opt, s);
+        return -1;
+    }
+    *out = (size_t)bytes;
     return 0;
 }
 
@@ -91,6 +124,7 @@ int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c)
         return 1;
     case CLI_OPT_QUIET: c->quiet = 1; return 1;
     case CLI_OPT_JSON: c->json = 1; return 1;
+    case CLI_OPT_MAX_MEMORY: return cli_size(cmd, "max-memory", arg, &c->max_memory) != 0 ? -1 : 1;
     }
     return 0;
 }
@@ -98,6 +132,10 @@ int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c)
 int cli_common_apply(const char *cmd, const cli_common *c)
 {
     lrgd_set_quiet(c->quiet);
+    lrgd_mem_set_limit(c->max_memory);
+    /* test hook: skip the up-front estimates so that the allocator's limit trips */
+    const char *skip = getenv("LRGD_MEM_SKIP_PLAN");
+    lrgd_mem_set_plan_checks(!(skip && !strcmp(skip, "1")));
     lrgd_status st = lrgd_set_threads(c->threads);
     if (st != LRGD_OK) return cli_fail(cmd, st);
     return 0;

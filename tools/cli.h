@@ -16,38 +16,46 @@ typedef struct cli_common {
     uint64_t seed; /* --seed N */
     int quiet;     /* --quiet */
     int json;      /* --json: machine-readable output on stdout */
+    size_t max_memory; /* --max-memory SIZE in bytes (0: no limit) */
 } cli_common;
 
 #define CLI_OPT_THREADS 1001
 #define CLI_OPT_SEED 1002
 #define CLI_OPT_QUIET 1003
 #define CLI_OPT_JSON 1004
+#define CLI_OPT_MAX_MEMORY 1005
 #define CLI_OPT_HELP 'h'
 
 /* Spliced into each command's getopt_long table. */
 #define CLI_COMMON_OPTIONS                                                                         \
     {"threads", required_argument, 0, CLI_OPT_THREADS}, {"seed", required_argument, 0, CLI_OPT_SEED}, \
         {"quiet", no_argument, 0, CLI_OPT_QUIET}, {"json", no_argument, 0, CLI_OPT_JSON},          \
-        {"help", no_argument, 0, CLI_OPT_HELP}
+        {"max-memory", required_argument, 0, CLI_OPT_MAX_MEMORY}, {"help", no_argument, 0, CLI_OPT_HELP}
 
 #define CLI_COMMON_HELP                                                        \
     "  --threads N   threads for lrgd and OpenBLAS (default: all cores)\n"      \
     "  --seed N      random seed (default 42)\n"                               \
     "  --quiet       no progress output\n"                                     \
     "  --json        print the result as JSON on stdout\n"                     \
+    "  --max-memory SIZE  memory limit, e.g. 512M or 4G (K, M, G, T: powers\n" \
+    "                of 1024); too much fails up front (exit 2), an allocation\n" \
+    "                past it fails cleanly (exit 1) (default: no limit)\n"      \
     "  -h, --help    this help\n"
 
 void cli_common_init(cli_common *c);
 /* Handle one of the common options. Returns 1 if handled, 0 if c is not a
  * common option, -1 on a bad value (message already printed). */
 int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c);
-/* Apply threads/quiet. */
+/* Apply threads/quiet/max-memory. */
 int cli_common_apply(const char *cmd, const cli_common *c);
 
 /* Strict number parsing: the whole string must be a number in [min, max].
  * On failure prints "lrgd CMD: --OPT: expected ..., got 'ARG'" and returns -1. */
 int cli_int(const char *cmd, const char *opt, const char *arg, long long min, long long max, long long *out);
 int cli_float(const char *cmd, const char *opt, const char *arg, double min, double max, double *out);
+/* A size in bytes: a number (a fraction allowed) with an optional unit K, M,
+ * G, T (powers of 1024; "MB", "MiB" accepted), at least 1 byte, at most 2^60. */
+int cli_size(const char *cmd, const char *opt, const char *arg, size_t *out);
 /* Comma-separated integers, e.g. "1,5,10". *n in, capacity; out, count. */
 int cli_int_list(const char *cmd, const char *opt, const char *arg, long long min, long long max,
                  long long *vals, int *n);

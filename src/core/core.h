@@ -26,6 +26,43 @@ void *lrgd_alloc(size_t bytes);
 /* n elements of size sz, overflow-checked. */
 void *lrgd_alloc_n(size_t n, size_t sz);
 void lrgd_free(void *p);
+/* The same, recording the call site: a block the memory limit refuses leaves
+ * "memory limit ... exceeded at FILE:LINE" for the next lrgd_fail(LRGD_E_NOMEM). */
+void *lrgd_alloc_at(size_t bytes, const char *file, int line);
+void *lrgd_alloc_n_at(size_t n, size_t sz, const char *file, int line);
+#define lrgd_alloc(bytes) lrgd_alloc_at((bytes), __FILE__, __LINE__)
+#define lrgd_alloc_n(n, sz) lrgd_alloc_n_at((n), (sz), __FILE__, __LINE__)
+
+/* Process-wide memory limit (--max-memory): lrgd_alloc blocks of 4 KiB and
+ * more and file mappings count against it; 0 = no limit. */
+void lrgd_mem_set_limit(size_t bytes);
+size_t lrgd_mem_limit(void);
+size_t lrgd_mem_in_use(void); /* counted bytes now */
+size_t lrgd_mem_peak(void);   /* and at most so far */
+/* Count bytes not from lrgd_alloc (a file mapping) against the limit:
+ * LRGD_E_INVALID naming what and the limit if they do not fit. */
+lrgd_status lrgd_mem_reserve(size_t bytes, const char *what);
+void lrgd_mem_release(size_t bytes);
+/* The refusal message of the last refused lrgd_alloc on this thread, once (NULL: none). */
+const char *lrgd_mem_take_note(void);
+/* "1.50 GiB" */
+void lrgd_mem_format(double bytes, char *buf, size_t n);
+
+/* An up-front estimate: named parts; checked against the limit before the
+ * work allocates anything, so that asking for too much fails at once. */
+#define LRGD_MEM_PLAN_MAX 12
+typedef struct lrgd_mem_plan {
+    int n;
+    const char *what[LRGD_MEM_PLAN_MAX]; /* static strings */
+    double bytes[LRGD_MEM_PLAN_MAX];
+} lrgd_mem_plan;
+void lrgd_mem_plan_add(lrgd_mem_plan *p, const char *what, double bytes);
+double lrgd_mem_plan_total(const lrgd_mem_plan *p);
+/* LRGD_E_INVALID "TASK needs an estimated X (parts) ... over the memory limit
+ * of L" when the bytes in use plus the plan exceed the limit. */
+lrgd_status lrgd_mem_plan_check(const lrgd_mem_plan *p, const char *task);
+/* Test hook: 0 skips plan checks, so that the allocator's limit is what trips. */
+void lrgd_mem_set_plan_checks(int on);
 
 /* Bump allocator for per-call scratch: one block, 64-byte aligned pieces. */
 typedef struct lrgd_arena {

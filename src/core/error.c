@@ -12,6 +12,12 @@ lrgd_status lrgd_fail(lrgd_status s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    /* an allocation the memory limit refused: say so, not only "out of memory" */
+    const char *note = s == LRGD_E_NOMEM ? lrgd_mem_take_note() : NULL;
+    if (note) {
+        size_t n = strlen(last_error);
+        snprintf(last_error + n, sizeof last_error - n, ": %s", note);
+    }
     return s;
 }
 

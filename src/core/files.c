@@ -33,9 +33,18 @@ lrgd_status lrgd_map_file(const char *path, lrgd_mapped *m)
         m->size = 0;
         return LRGD_OK;
     }
+    /* mapped bytes count against --max-memory like allocated ones */
+    lrgd_status rs = lrgd_mem_reserve((size_t)st.st_size, "mapping the file");
+    if (rs != LRGD_OK) {
+        close(fd);
+        return lrgd_fail_wrap(rs, "%s", path);
+    }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (p == MAP_FAILED) return lrgd_fail(LRGD_E_IO, "%s: mmap failed: %s", path, strerror(errno));
+    if (p == MAP_FAILED) {
+        lrgd_mem_release((size_t)st.st_size);
+        return lrgd_fail(LRGD_E_IO, "%s: mmap failed: %s", path, strerror(errno));
+    }
     m->data = p;
     m->size = (size_t)st.st_size;
     m->mapped = 1;
@@ -45,7 +54,10 @@ lrgd_status lrgd_map_file(const char *path, lrgd_mapped *m)
 void lrgd_unmap_file(lrgd_mapped *m)
 {
     if (!m->data) return;
-    if (m->mapped) munmap((void *)m->data, m->size);
+    if (m->mapped) {
+        munmap((void *)m->data, m->size);
+        lrgd_mem_release(m->size);
+    }
     else lrgd_free((void *)m->data);
     memset(m, 0, sizeof *m);
 }

@@ -62,6 +62,16 @@ lrgd_status lrgd_state_new(const lrgd_model *m, int n_ctx, int n_batch, lrgd_sta
     if (n_batch <= 0) n_batch = n_ctx < 512 ? n_ctx : 512;
     if (n_batch > n_ctx) n_batch = n_ctx;
 
+    {
+        /* up front, so that --max-memory refuses a too long context before anything is allocated */
+        double nbd = n_batch, D = c->dim, F = c->hidden_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+        lrgd_mem_plan plan = {0};
+        lrgd_mem_plan_add(&plan, "KV cache", 2.0 * c->n_layers * n_ctx * kvd * sizeof(float));
+        lrgd_mem_plan_add(&plan, "activations", (8 * nbd * D + 2 * nbd * F + nbd * c->n_heads) * sizeof(float));
+        char task[96];
+        snprintf(task, sizeof task, "an inference state of %d positions", n_ctx);
+        LRGD_TRY(lrgd_mem_plan_check(&plan, task));
+    }
     lrgd_state *s = lrgd_alloc(sizeof *s);
     if (!s) return lrgd_fail(LRGD_E_NOMEM, "lrgd_state_new: out of memory");
     s->m = m;
@@ -164,6 +174,25 @@ lrgd_status lrgd_state_set_hook(lrgd_state *s, lrgd_hook_fn fn, void *user, unsi
     return LRGD_OK;
 }
 
+/* A NaN or Inf in the residual stream (from overflowing but finite weights:
+ * non-finite ones are refused when a model is loaded) would turn every later
+ * number into NaN and a ranking into noise: stop, naming where it appeared.
+ * One pass over n x width floats per layer, small next to the layer's GEMMs. */
+static lrgd_status check_finite_rows(const float *x, int n, int width, int pos0, int layer)
+{
+    size_t N = (size_t)n * (size_t)width;
+    int bad = 0;
+    for (size_t i = 0; i < N; i++) bad |= !isfinite(x[i]);
+    if (!bad) return LRGD_OK;
+    size_t i = 0;
+    while (isfinite(x[i])) i++;
+    char where[40];
+    if (layer >= 0) snprintf(where, sizeof where, "layer %d", layer);
+    else snprintf(where, sizeof where, "the output (logits)");
+    return lrgd_fail(LRGD_E_NUMERIC, "non-finite activation at %s, position %d, column %zu (%g)", where,
+                     pos0 + (int)(i / (size_t)width), i % (size_t)width, (double)x[i]);
+}
+
 /* One batch of n <= n_batch positions whose input embeddings are already in
  * res[0]. logits: NULL, or n*vocab floats (all) or vocab floats (last row). */
 static lrgd_status forward_batch(lrgd_state *s, int n, float *logits, int all_logits)
@@ -198,6 +227,7 @@ static lrgd_status forward_batch(lrgd_state *s, int n, float *logits, int all_lo
         lrgd_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F);
         memcpy(xo, mid, nD * sizeof(float));
         lrgd_matmul(xo, s->hb, &L->w2, n, 1);
+        LRGD_TRY(check_finite_rows(xo, n, D, pos0, l));
 
         if (s->hook) {
             lrgd_hook_layer h = {
@@ -226,6 +256,7 @@ static lrgd_status forward_batch(lrgd_state *s, int n, float *logits, int all_lo
         int rows = all_logits ? n : 1;
         lrgd_rmsnorm_forward(s->xn, NULL, xr, m->out_norm, rows, D, c->norm_eps);
         lrgd_matmul(logits, s->xn, &m->output, rows, 0);
+        LRGD_TRY(check_finite_rows(logits, rows, c->vocab_size, all_logits ? pos0 : pos0 + n - 1, -1));
     }
     s->pos += n;
     return LRGD_OK;

@@ -608,6 +608,7 @@ lrgd_status tm_forward_ex(lrgd_tmodel *t, const lrgd_tbatch *b, const int *pos, 
     lrgd_status st = tm_forward(t, b, pos, vis, train, 0, loss);
     tm_blas_single_end(blas);
     LRGD_TRY(st);
+    if (hidden) LRGD_TRY(tm_check_finite(t, b)); /* scoring: a NaN must not become a ranking */
     if (n_targets) *n_targets = t->a.n_tgt;
     if (hidden) memcpy(hidden, t->a.xf, (size_t)t->a.n_tok * t->cfg.dim * sizeof(float));
     return LRGD_OK;

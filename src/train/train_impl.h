@@ -190,5 +190,11 @@ lrgd_status tm_epoch_episodes(const lrgd_split *sp, const lrgd_train_opts *o, in
 /* First layer (or -1: the embedding/final norm) whose saved activations hold
  * a NaN or Inf; -2 when all are finite. */
 int tm_first_nonfinite_layer(const lrgd_tmodel *t);
+/* The same with the place: 1 and the first non-finite value's layer (as
+ * above), token row and column, or 0 if all are finite (trainer.c). */
+int tm_locate_nonfinite(const lrgd_tmodel *t, int *layer, size_t *row, size_t *col);
+/* LRGD_E_NUMERIC "non-finite activation at layer L, row R (position P of
+ * sequence S), column C" after a forward pass of batch b, or LRGD_OK. */
+lrgd_status tm_check_finite(const lrgd_tmodel *t, const lrgd_tbatch *b);
 
 #endif

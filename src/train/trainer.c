@@ -354,6 +354,54 @@ static const char *layer_name(int l, int n_layers, char *buf, size_t n)
     return buf;
 }
 
+/* ---- numerical safety ---------------------------------------------------------------- */
+
+/* Scan the residual stream of the last forward pass: the embedding, each
+ * layer's output and the final norm, (L + 2) x n_tok x dim floats, a small
+ * fraction of a step's work. Returns 1 and the first non-finite value's place
+ * (*layer -1: the embedding, 0..L-1: leaving that layer, L: the final norm)
+ * or 0 when all are finite. */
+int tm_locate_nonfinite(const lrgd_tmodel *t, int *layer, size_t *row, size_t *col)
+{
+    const tm_acts *a = &t->a;
+    int L = t->cfg.n_layers;
+    size_t N = (size_t)a->n_tok, D = (size_t)t->cfg.dim;
+    for (int l = -1; l <= L; l++) {
+        const float *x = l < L ? a->x_in + (size_t)(l + 1) * N * D : a->xf;
+        int bad = 0;
+        for (size_t i = 0; i < N * D; i++) bad |= !isfinite(x[i]);
+        if (!bad) continue;
+        size_t i = 0;
+        while (isfinite(x[i])) i++;
+        *layer = l;
+        *row = i / D;
+        *col = i % D;
+        return 1;
+    }
+    return 0;
+}
+
+/* "layer 1, row 17 (position 5 of sequence 2), column 3" for the error messages. */
+static void describe_place(const lrgd_tmodel *t, const lrgd_tbatch *b, int layer, size_t row, size_t col, char *buf,
+                           size_t n)
+{
+    char ln[48];
+    int s = 0;
+    while (s + 1 < b->n_seq && (size_t)b->seq_off[s + 1] <= row) s++;
+    snprintf(buf, n, "%s, row %zu (position %zu of sequence %d), column %zu", layer_name(layer, t->cfg.n_layers, ln, sizeof ln),
+             row, row - (size_t)b->seq_off[s], s, col);
+}
+
+lrgd_status tm_check_finite(const lrgd_tmodel *t, const lrgd_tbatch *b)
+{
+    int layer;
+    size_t row, col;
+    if (!tm_locate_nonfinite(t, &layer, &row, &col)) return LRGD_OK;
+    char where[160];
+    describe_place(t, b, layer, row, col, where, sizeof where);
+    return lrgd_fail(LRGD_E_NUMERIC, "non-finite activation at %s", where);
+}
+
 /* ---- the loop ------------------------------------------------------------------------ */
 
 static lrgd_status check_opts(const lrgd_train_opts *o)
@@ -533,26 +581,37 @@ lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_trai
             tr.t->fault_layer = -1;
             if (st != LRGD_OK) goto out;
             double gnorm = NAN, lr = 0;
-            if (isfinite(loss)) {
+            /* every step: the residual stream of each layer must be finite, even where it does not reach the
+             * loss; the optimizer never sees a step that fails this (the parameters stay the last good ones) */
+            int bad_layer;
+            size_t bad_row, bad_col;
+            int bad_act = tm_locate_nonfinite(tr.t, &bad_layer, &bad_row, &bad_col);
+            if (isfinite(loss) && !bad_act) {
                 st = lrgd_adamw_step(tr.t, &o->adamw, tr.step, tr.total_steps, &gnorm, &lr);
                 if (st != LRGD_OK && st != LRGD_E_NUMERIC) goto out;
             }
-            if (!isfinite(loss) || !isfinite(gnorm)) {
-                char ln[48], kept[1200];
-                int l = tm_first_nonfinite_layer(tr.t);
+            if (bad_act || !isfinite(loss) || !isfinite(gnorm)) {
+                char where[300], kept[1200];
+                if (bad_act) {
+                    char place[160];
+                    int sq = 0;
+                    while (sq + 1 < tr.ep.n_seq && (size_t)tr.ep.off[sq + 1] <= bad_row) sq++;
+                    describe_place(tr.t, &b, bad_layer, bad_row, bad_col, place, sizeof place);
+                    snprintf(where, sizeof where, "non-finite activation at %s, in the episode of user %s; the loss is %g",
+                             place, lrgd_dataset_user_name(ds, tr.ep.query_user[sq]), loss);
+                } else if (!isfinite(loss))
+                    snprintf(where, sizeof where, "the loss is %g with every activation finite", loss);
+                else
+                    snprintf(where, sizeof where, "the gradient norm is %g (every activation finite: only in the "
+                             "backward pass)", gnorm);
                 if (tr.best_epoch >= 0)
                     snprintf(kept, sizeof kept, "the last good checkpoint is kept: %s (epoch %d, validation NDCG@10 "
                              "%.4f) with the training state %s", o->out, tr.best_epoch + 1, tr.best_ndcg, tr.state_path);
                 else
                     snprintf(kept, sizeof kept, "no epoch finished yet, so no model was written; the training state "
                              "%s (if any) is the last good one", tr.state_path);
-                st = lrgd_fail(LRGD_E_NUMERIC,
-                               "training stopped at step %lld (epoch %lld, batch %lld): the %s is %g; first "
-                               "non-finite activation: %s; %s",
-                               (long long)tr.step, (long long)tr.epoch + 1, (long long)tr.batch,
-                               isfinite(loss) ? "gradient norm" : "loss", isfinite(loss) ? gnorm : loss,
-                               l >= -1 ? layer_name(l, o->n_layers, ln, sizeof ln) : "none (only in the backward pass)",
-                               kept);
+                st = lrgd_fail(LRGD_E_NUMERIC, "training stopped at step %lld (epoch %lld, batch %lld): %s; %s",
+                               (long long)tr.step, (long long)tr.epoch + 1, (long long)tr.batch, where, kept);
                 goto out;
             }
             tr.step++;
