@@ -2,7 +2,11 @@
 # lrgd under MPI (docs/DISTRIBUTED.md): `mpirun -np 2 lrgd eval` on Beauty
 # (ItemKNN, full ranking and 1+99 with a paired comparison against Pop) gives
 # the per-user ranks CSV and the metrics/significance JSON of the
-# single-process run byte for byte; test_dist's collectives and gather with 3
+# single-process run byte for byte; so do `lrgd effect`, `lrgd optimize` (with
+# Stage 2 rounds whose merge recomputes users) and `lrgd experiment` on a
+# small planted dataset (every JSON number but timings); an optimize rank
+# killed in Stage 2 round 2 stops the job and the re-run with 3 ranks resumes
+# every finished shard of every phase; test_dist's collectives and gather with 3
 # ranks; a rank that fails (error or SIGKILL) stops the job with a clear
 # message and a non-zero exit; the re-run resumes from the per-shard
 # checkpoints without touching the finished shards (also with another rank
@@ -141,6 +145,103 @@ tr -d ' \n' <"$T/ck1.json" >"$T/flat"
 grep -q '"ranks":1,"sharded":true,"shard_size":384,"shards":59,"shards_computed":0,"shards_resumed":59,' "$T/flat" ||
     fail "MPI-free resume: $(grep -o '"distributed":{[^}]*}' "$T/flat")"
 cmp -s "$T/ck1.csv" "$T/full.csv" || fail "ranks resumed by the MPI-free build differ"
+
+# ---- effect, optimize and experiment: the same numbers ----------------------------------
+# A small planted dataset and a tiny model trained here (a second): 300
+# users, 50 items, two step sizes of a cyclic sequence.
+if command -v python3 >/dev/null; then
+awk 'BEGIN { srand(5); for (u = 1; u <= 300; u++) { n = 7 + int(rand() * 8); s = int(rand() * 50); d = 1 + u % 2;
+       line = u; for (i = 0; i < n; i++) line = line " " (1 + (s + d * i) % 50); print line } }' >"$T/syn.txt"
+"$BIN" train --data "$T/syn.txt" --epochs 6 --batch 16 --dim 16 --hidden 32 --heads 2 --kv-heads 1 --seq 128 \
+    --max-hist 12 --demo-hist 8 --demos 2 --lr 0.01 --warmup 10 --threads 1 --quiet --out "$T/m.gguf" ||
+    fail "training the test model"
+# Every number of two JSON files equal, timings, paths, the command line and
+# the "distributed" section (ranks, bytes, CPU) left out; prints the count.
+cat >"$T/jcmp.py" <<'PY'
+import json, re, sys
+DROP = re.compile(r'seconds|command|^us_per|^ratio_|^distributed$|^scatter$|^pairs_csv$|^selections$|^checkpoint$')
+def strip(v):
+    if isinstance(v, dict): return {k: strip(x) for k, x in v.items() if not DROP.search(k)}
+    if isinstance(v, list): return [strip(x) for x in v]
+    return v
+def count(v):
+    if isinstance(v, dict): return sum(count(x) for x in v.values())
+    if isinstance(v, list): return sum(count(x) for x in v)
+    return int(isinstance(v, (int, float)) and not isinstance(v, bool))
+a, b = (strip(json.load(open(f))) for f in sys.argv[1:3])
+if a != b:
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k): print("differs:", k, str(a.get(k))[:300], "|", str(b.get(k))[:300])
+    sys.exit(1)
+print(count(a))
+PY
+jsame() { # label a.json b.json [min numbers]
+    local n
+    n=$(python3 "$T/jcmp.py" "$2" "$3") || { fail "$1: numbers differ: $n"; return; }
+    [ "$n" -ge "${4:-10}" ] || fail "$1: only $n numbers compared"
+}
+MP=(--model "$T/m.gguf" --data "$T/syn.txt" --threads 1 --quiet)
+
+# Effect_D validity: every (user, demonstration) pair and the correlations.
+EA=(--users 40 --pool 10 --truth --max-hist 12 --demo-hist 8)
+"$BIN" effect "${MP[@]}" "${EA[@]}" --out "$T/e1" >/dev/null 2>"$T/err" || fail "effect single: $(cat "$T/err")"
+"${MPIRUN[@]}" -np 2 "$MBIN" effect "${MP[@]}" "${EA[@]}" --out "$T/e2" >/dev/null 2>"$T/err" ||
+    fail "effect mpirun -np 2: $(cat "$T/err")"
+jsame effect "$T/e1/effect.json" "$T/e2/effect.json" 20
+cmp -s "$T/e1/effect_pairs.csv" "$T/e2/effect_pairs.csv" || fail "effect: the pairs CSV differs"
+[ "$(wc -l <"$T/e1/effect_pairs.csv")" -gt 100 ] || fail "effect: $(wc -l <"$T/e1/effect_pairs.csv") pair lines"
+grep -q '"ranks": 2' "$T/e2/effect.json" || fail "effect: JSON does not say 2 ranks"
+
+# The two-stage optimizer: Stage 1, three Stage 2 rounds with the guard, the
+# test ranks. The single run takes the sequential path; the sharded one
+# speculates each round and must recompute some users in the merge.
+OA=(--users 30 --hold 10 --pool 8 --k 2 --m 2 --m2 1 --rounds 3 --verify 2 --proposals 4 --max-hist 12 --demo-hist 8)
+"$BIN" optimize "${MP[@]}" "${OA[@]}" --out "$T/o1" >/dev/null 2>"$T/err" || fail "optimize single: $(cat "$T/err")"
+"${MPIRUN[@]}" -np 2 "$MBIN" optimize "${MP[@]}" "${OA[@]}" --out "$T/o2" >/dev/null 2>"$T/err" ||
+    fail "optimize mpirun -np 2: $(cat "$T/err")"
+jsame optimize "$T/o1/optimize.json" "$T/o2/optimize.json" 40
+cmp -s "$T/o1/selections.json" "$T/o2/selections.json" || fail "optimize: selections differ"
+grep -q '"edits_accepted": [1-9]' "$T/o1/optimize.json" || fail "optimize: stage 2 accepted no edit (nothing tested)"
+grep -q '"stage2_redone": [1-9]' "$T/o2/optimize.json" ||
+    fail "optimize: no user recomputed in the stage-2 merge: $(grep stage2_redone "$T/o2/optimize.json")"
+
+# The whole experiment (with the model above, so nothing is trained).
+XA=(--data "$T/syn.txt" --model "$T/m.gguf" --quick --users 16 --hold 6 --pool 6 --validity-users 4 --e3-users 2
+    --rounds 2 --replay-steps 2 --threads 1 --seed 3 --quiet)
+"$BIN" experiment "${XA[@]}" --out "$T/x1" >/dev/null 2>"$T/err" || fail "experiment single: $(cat "$T/err")"
+"${MPIRUN[@]}" -np 2 "$MBIN" experiment "${XA[@]}" --out "$T/x2" >/dev/null 2>"$T/err" ||
+    fail "experiment mpirun -np 2: $(cat "$T/err")"
+jsame experiment "$T/x1/results.json" "$T/x2/results.json" 500
+cmp -s <(tail -n +2 "$T/x1/methods.csv") <(tail -n +2 "$T/x2/methods.csv") || fail "experiment: methods.csv differs"
+grep -q '"evaluations_sharded": [1-9]' "$T/x2/results.json" || fail "experiment: no sharded evaluation"
+
+# A rank killed in the middle of Stage 2 (round 2) stops the job; the re-run
+# (with 3 ranks) resumes every finished shard of every phase, rewrites none
+# and ends with the single run's numbers.
+OK=$T/ock
+ofiles() { find "$OK" -name 'shard-*.bin' | sort; }
+LRGD_FAIL_RANK=1 LRGD_FAIL_AFTER=2 LRGD_FAIL_MODE=kill LRGD_FAIL_JOB=stage2-round2 "${MPIRUN[@]}" -np 2 "$MBIN" \
+    optimize "${MP[@]}" "${OA[@]}" --checkpoint "$OK" --shard-size 3 --out "$T/o3" >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" != 0 ] || fail "optimize with a killed rank: exit 0"
+grep -q 'lrgd optimize-stage2-round2: rank 1: LRGD_FAIL_MODE=kill after 2 computed shards' "$T/err" ||
+    fail "optimize with a killed rank: $(head -c 600 "$T/err")"
+[ -e "$T/o3/optimize.json" ] && fail "a killed optimize wrote its JSON"
+n3=$(ofiles | wc -l)
+[ -d "$OK"/optimize-stage2-round2-* ] && [ "$n3" -gt 40 ] || fail "after the kill: $n3 shard files, no round-2 folder?"
+ofiles | xargs stat -c '%n %i %y' >"$T/before"
+"${MPIRUN[@]}" -np 3 "$MBIN" optimize "${MP[@]}" "${OA[@]}" --checkpoint "$OK" --shard-size 3 --out "$T/o3" \
+    >/dev/null 2>"$T/err" || fail "optimize resume with 3 ranks: $(cat "$T/err")"
+tr -d ' \n' <"$T/o3/optimize.json" >"$T/flat"
+grep -q "\"shards_resumed\":$n3," "$T/flat" ||
+    fail "optimize resume: want $n3 shards resumed: $(grep -o '"distributed":{[^[]*' "$T/flat")"
+ofiles | xargs stat -c '%n %i %y' | grep -Fxf "$T/before" | cmp -s - "$T/before" ||
+    fail "optimize resume rewrote finished shard checkpoints"
+jsame "optimize resumed" "$T/o1/optimize.json" "$T/o3/optimize.json" 40
+cmp -s "$T/o1/selections.json" "$T/o3/selections.json" || fail "optimize resumed: selections differ"
+else
+    echo "note: python3 not found: effect/optimize/experiment comparisons skipped"
+fi
 
 # ---- refusals --------------------------------------------------------------------------
 # Ranks that read different data stop instead of mixing results.

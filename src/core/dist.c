@@ -353,6 +353,7 @@ static int ckpt_read(const char *file, const lrgd_shard_job *job, int64_t shard,
 /* LRGD_FAIL_RANK / _AFTER / _MODE (see dist.h). */
 typedef struct fail_plan {
     int rank, after, kill;
+    const char *job; /* LRGD_FAIL_JOB: only in jobs whose name contains it (NULL: any) */
 } fail_plan;
 
 static lrgd_status read_fail_plan(fail_plan *f)
@@ -361,6 +362,8 @@ static lrgd_status read_fail_plan(fail_plan *f)
     f->after = 1;
     f->kill = 0;
     const char *r = getenv("LRGD_FAIL_RANK"), *a = getenv("LRGD_FAIL_AFTER"), *m = getenv("LRGD_FAIL_MODE");
+    f->job = getenv("LRGD_FAIL_JOB");
+    if (f->job && !*f->job) f->job = NULL;
     char *end;
     if (r && *r) {
         long v = strtol(r, &end, 10);
@@ -383,7 +386,7 @@ static lrgd_status read_fail_plan(fail_plan *f)
 
 static lrgd_status injected(const fail_plan *f, const char *name, int64_t computed)
 {
-    if (f->rank != g_rank || computed != f->after) return LRGD_OK;
+    if (f->rank != g_rank || computed != f->after || (f->job && !strstr(name, f->job))) return LRGD_OK;
     if (f->kill) {
         fprintf(stderr, "lrgd %s: rank %d: LRGD_FAIL_MODE=kill after %lld computed shards: SIGKILL\n", name, g_rank,
                 (long long)computed);

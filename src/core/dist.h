@@ -26,7 +26,8 @@
  * Test hook (any build): LRGD_FAIL_RANK=R makes rank R fail after it has
  * computed and checkpointed LRGD_FAIL_AFTER shards (default 1);
  * LRGD_FAIL_MODE=error (default: the normal error path, message + abort) or
- * kill (SIGKILL, as a crashed process). */
+ * kill (SIGKILL, as a crashed process); LRGD_FAIL_JOB=TEXT limits it to the
+ * jobs whose name contains TEXT (e.g. one phase of lrgd optimize). */
 #ifndef LRGD_DIST_H
 #define LRGD_DIST_H
 
