@@ -486,12 +486,49 @@ lrgd_status tm_epoch_episodes(const lrgd_split *sp, const lrgd_train_opts *o, in
     return st;
 }
 
+/* The run's memory, estimated before anything is allocated (--max-memory),
+ * following the layout of tmodel.c: parameters, gradients and AdamW moments,
+ * and one block of saved activations that serves both the training batches
+ * and validation (the scorer's forward passes of up to 16384 tokens), sized
+ * for episodes of the dataset's mean history length (an estimate, not a
+ * bound: a batch of unusually long episodes can need more, which the
+ * allocator's limit then refuses). Within ~30% of the peak RSS on Beauty. */
+static lrgd_status train_plan(const lrgd_train_opts *o, const lrgd_dataset *ds)
+{
+    double L = o->n_layers, D = o->dim, H = o->n_heads, hd = (double)o->dim / o->n_heads, Q = H * hd,
+           KV = o->n_kv_heads * hd, F = o->hidden_dim, I = lrgd_dataset_n_items(ds), V = LRGD_N_SPECIAL + I,
+           U = lrgd_dataset_n_users(ds), f = sizeof(float), K = o->demos;
+    double mean = U > 0 ? (double)lrgd_dataset_n_interactions(ds) / U : 0;
+    double h = mean < o->max_hist ? mean : o->max_hist, dh = mean < o->demo_hist ? mean : o->demo_hist;
+    double t_train = 2 + h * (1 + (o->probes ? 1 : 0)) + K * (dh + 2), t_val = 2 + h + K * (dh + 2);
+    if (t_train > o->seq_len) t_train = o->seq_len;
+    if (t_val > o->seq_len) t_val = o->seq_len;
+    double n_params = V * D + L * (2 * D + D * Q + 2 * D * KV + Q * D + 3 * D * F) + D;
+    /* floats per token kept by the forward pass (attention: one row of T per head), then the backward scratch */
+    double fwd_train = (L + 1) * D + L * (3 * D + 2 + 2 * Q + 2 * KV + 3 * F + H * t_train) + D + 1 + (D > F ? D : F);
+    double fwd_val = fwd_train + L * H * (t_val - t_train), bwd = 2 * D + 2 * Q + 2 * KV + 3 * F;
+    double n_train = (double)o->batch * t_train, n_val = U * t_val < 16384 + t_val ? U * t_val : 16384 + t_val;
+    double acts_train = n_train * (fwd_train + bwd), acts_val = n_val * fwd_val;
+    double acts = 1.25 * ((acts_train > acts_val ? acts_train : acts_val) + 512 * I) * f; /* +25%: tmodel.c's slack */
+    double pool = K > 0 ? (o->pool > 0 ? o->pool : 2 * K) : 0;
+    lrgd_mem_plan p = {0};
+    lrgd_mem_plan_add(&p, "weights", n_params * f);
+    lrgd_mem_plan_add(&p, "gradients", n_params * f);
+    lrgd_mem_plan_add(&p, "AdamW moments", 2 * n_params * f);
+    lrgd_mem_plan_add(&p, "activations", acts);
+    lrgd_mem_plan_add(&p, "validation scores", (n_val * D + 256 * I) * f);
+    lrgd_mem_plan_add(&p, "episodes", (n_train * 12 + U * pool) * sizeof(int));
+    lrgd_mem_plan_add(&p, "dataset", (double)lrgd_dataset_n_interactions(ds) * 16 + U * 64 + I * 32);
+    return lrgd_mem_plan_check(&p, "training");
+}
+
 lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_train_result *res)
 {
     memset(res, 0, sizeof *res);
     LRGD_TRY(check_opts(o));
     if (!lrgd_split_is_loo(sp)) return lrgd_fail(LRGD_E_INVALID, "train: needs a leave-one-out split");
     const lrgd_dataset *ds = lrgd_split_dataset(sp);
+    LRGD_TRY(train_plan(o, ds));
     trainer tr;
     memset(&tr, 0, sizeof tr);
     tr.sp = sp;
