@@ -415,7 +415,13 @@ int cmd_optimize(int argc, char **argv)
             st = eval_method(t, sp, sels[i], sample, (int)n_users, &o, names[i], &me[i], dist ? &dc : NULL);
         if (st != LRGD_OK) goto done;
     }
-    if (dist && (st = lrgd_dist_map_finish(&dm)) != LRGD_OK) goto done;
+    if (dist) {
+        dm.extra_name[0] = "cpu_seconds_stage1";
+        dm.extra_name[1] = "cpu_seconds_stage2";
+        dm.extra[0] = R->cpu_stage1;
+        dm.extra[1] = R->cpu_stage2;
+        if ((st = lrgd_dist_map_finish(&dm)) != LRGD_OK) goto done;
+    }
     if (!rank0) goto done; /* rank 0 runs the replay and writes every output */
     if (replay > 0) {
         if ((st = lrgd_split_replay(ds, (int)replay, &rsp)) != LRGD_OK) goto done;
@@ -438,6 +444,8 @@ int cmd_optimize(int argc, char **argv)
         lrgd_json_knum(&j, "seconds", lrgd_now() - t0);
         lrgd_json_knum(&j, "seconds_stage1", R->seconds_stage1);
         lrgd_json_knum(&j, "seconds_stage2", R->seconds_stage2);
+        lrgd_json_knum(&j, "cpu_seconds_stage1", R->cpu_stage1);
+        lrgd_json_knum(&j, "cpu_seconds_stage2", R->cpu_stage2);
         lrgd_json_obj_end(&j);
         lrgd_json_kstr(&j, "model", model_path);
         lrgd_json_kstr(&j, "data", data_path);

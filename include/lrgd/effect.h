@@ -414,6 +414,7 @@ typedef struct lrgd_opt_result {
     int edits_accepted, edits_rolled_back;
     double seconds_stage1, seconds_stage2;
     int stage2_redone;       /* with a map: user-rounds recomputed in the merge (see lrgd_opt_opts.map) */
+    double cpu_stage1, cpu_stage2; /* CPU seconds of this process (all its threads) in each stage */
 } lrgd_opt_result;
 void lrgd_opt_result_free(lrgd_opt_result *r);
 

@@ -95,6 +95,8 @@ lrgd_status lrgd_dist_map_finish(lrgd_dist_map *m)
     mine[3] = (int64_t)(m->seconds * 1e6);
     mine[4] = m->computed;
     mine[5] = m->resumed;
+    mine[6] = (int64_t)(m->extra[0] * 1e6);
+    mine[7] = (int64_t)(m->extra[1] * 1e6);
     /* zeros elsewhere: the sum is the all-gather */
     return lrgd_dist_sum_i64(m->rank_stats, size * LRGD_RANK_STATS);
 }
@@ -123,6 +125,8 @@ void lrgd_dist_map_json(lrgd_json *j, const lrgd_dist_map *m, const char *extra_
         lrgd_json_knum(j, "phase_seconds", (double)v[3] / 1e6);
         lrgd_json_kint(j, "shards_computed", v[4]);
         lrgd_json_kint(j, "shards_resumed", v[5]);
+        for (int k = 0; k < 2; k++)
+            if (m->extra_name[k]) lrgd_json_knum(j, m->extra_name[k], (double)v[6 + k] / 1e6);
         lrgd_json_obj_end(j);
     }
     lrgd_json_arr_end(j);

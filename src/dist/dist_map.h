@@ -33,6 +33,11 @@ typedef struct lrgd_dist_map {
     int64_t computed, resumed;    /* shards of this rank */
     int64_t total_computed, total_resumed;
     double seconds;               /* wall time inside the phases on this rank */
+    /* two figures of the caller's, gathered per rank by lrgd_dist_map_finish
+     * and written as seconds under these names (NULL: not written), e.g.
+     * the CPU seconds of a stage */
+    const char *extra_name[2];
+    double extra[2];
     /* after lrgd_dist_map_finish: per rank r, rank_stats[r * LRGD_RANK_STATS + k] */
     int64_t *rank_stats;
 } lrgd_dist_map;
@@ -40,8 +45,9 @@ typedef struct lrgd_dist_map {
 /* Per-rank figures collected by lrgd_dist_map_finish, in this order: payload
  * bytes sent and received (lrgd_dist_traffic), CPU microseconds (user + sys,
  * the whole process so far), microseconds inside the phases, shards
- * computed, shards resumed. */
-enum { LRGD_RANK_STATS = 6 };
+ * computed, shards resumed, then the caller's two extra figures (in
+ * microseconds). */
+enum { LRGD_RANK_STATS = 8 };
 
 void lrgd_dist_map_init(lrgd_dist_map *m, const char *cmd, uint64_t config_hash, const char *ckpt_dir,
                         int64_t shard_size);
