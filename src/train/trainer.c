@@ -288,6 +288,20 @@ static lrgd_status state_load(trainer *tr, int *resumed)
         st = lrgd_fail(LRGD_E_FORMAT, "%s: checksum mismatch (corrupt training state)", tr->state_path);
         goto done;
     }
+    /* The checksum catches a torn or corrupt file, not a forged one: the
+     * counters index the epoch's user order, so each must be in range. */
+    if (h.epoch < 0 || h.epoch > tr->o->epochs || h.batch < 0 || h.batch > tr->steps_per_epoch ||
+        h.step < 0 || h.step != h.epoch * tr->steps_per_epoch + h.batch || h.tokens < 0 ||
+        h.best_epoch < -1 || h.best_epoch >= h.epoch || h.bad_epochs < 0 || h.bad_epochs > h.epoch ||
+        h.n_log > h.epoch || !(h.elapsed >= 0) || !isfinite(h.elapsed) ||
+        !(h.best_ndcg == -1 || (h.best_ndcg >= 0 && h.best_ndcg <= 1))) {
+        st = lrgd_fail(LRGD_E_FORMAT,
+                       "%s: inconsistent training state (epoch %lld, batch %lld, step %lld, best epoch %d, %d logged "
+                       "epochs; expected epoch 0..%d, batch 0..%lld, step = epoch x %lld + batch)",
+                       tr->state_path, (long long)h.epoch, (long long)h.batch, (long long)h.step, h.best_epoch,
+                       h.n_log, tr->o->epochs, (long long)tr->steps_per_epoch, (long long)tr->steps_per_epoch);
+        goto done;
+    }
     if ((st = tm_adamw_init(t)) != LRGD_OK) goto done;
     const unsigned char *p = f.data + sizeof h;
     memcpy(t->params, p, np);
