@@ -507,17 +507,29 @@ out:
     lrgd_model_free(m);
 }
 
-int main(void)
+/*   test_effect_text                          the checks above
+ *   test_effect_text --make-models DIR TSV    only write the three models (vocabularies learned on
+ *                                             TSV's titles) into DIR, for tests/cli_text_effect.sh */
+int main(int argc, char **argv)
 {
-    char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/lrgd_test_effect_text_XXXXXX");
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    char dir[3000];
+    lrgd_set_quiet(1); /* no progress lines from the validity runs */
+    int make_only = argc == 4 && !strcmp(argv[1], "--make-models");
+    if (argc != 1 && !make_only) {
+        fprintf(stderr, "usage: %s [--make-models DIR ITEMS_TSV]\n", argv[0]);
+        return 2;
+    }
+    if (make_only) snprintf(dir, sizeof dir, "%s", argv[2]);
+    else {
+        snprintf(dir, sizeof dir, "/tmp/lrgd_test_effect_text_XXXXXX");
+        if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    }
     tf_strs titles = {0};
-    if (tf_read_titles(t_shared("datasets/amazon/Beauty.items.tsv"), 1000, &titles) != LRGD_OK) {
+    if (tf_read_titles(make_only ? argv[3] : t_shared("datasets/amazon/Beauty.items.tsv"), 1000, &titles) != LRGD_OK) {
         fprintf(stderr, "%s\n", lrgd_last_error());
         return 1;
     }
-    lrgd_dataset *ds = make_dataset(&titles);
+    lrgd_dataset *ds = make_only ? NULL : make_dataset(&titles);
     tf_vocab bpe, spm;
     tf_bpe_vocab(&titles, 1500, "gpt-2", 0, &bpe);
     tf_spm_vocab(&titles, 1500, -1, &spm);
@@ -528,12 +540,13 @@ int main(void)
         {"spm-softmax-neox.gguf", &spm, LRGD_ATTN_SOFTMAX, LRGD_ROPE_NEOX},
         {"bpe-linear.gguf", &bpe, LRGD_ATTN_LINEAR, LRGD_ROPE_NORM},
     };
-    for (size_t i = 0; i < sizeof models / sizeof models[0] && ds; i++) {
-        char path[128];
+    for (size_t i = 0; i < sizeof models / sizeof models[0] && (ds || make_only); i++) {
+        char path[3100];
         snprintf(path, sizeof path, "%s/%s", dir, models[i].file);
         c.attn = models[i].attn;
         c.rope_type = models[i].rope;
         CHECK_OK(tf_write_text_model(&models[i].v->spec, &c, 21 + i, path));
+        if (make_only) continue;
         check_model(path, ds, models[i].file);
         remove(path);
     }
@@ -541,6 +554,7 @@ int main(void)
     tf_vocab_free(&bpe);
     tf_vocab_free(&spm);
     tf_strs_free(&titles);
+    if (make_only) return t_finish("test_effect_text --make-models");
     rmdir(dir);
     return t_finish("test_effect_text");
 }
