@@ -2,8 +2,10 @@
  * cli_int_list and the common --threads/--seed options. The first input byte
  * picks the function and its bounds, the rest is the argument text (cut at a
  * NUL, as argv strings are): bits 0-2 the bounds, sel >> 3 modulo 5 the
- * function, (sel >> 3) / 5 + 2 a list's capacity. Accepted values are checked against a separate
- * reading of the same text. */
+ * function, (sel >> 3) / 5 + 2 a list's capacity; sel >= 240 picks cli_size
+ * (--max-memory) instead. Accepted values are checked against a separate
+ * reading of the same text; for sizes, the two readings must also agree on
+ * what is refused. */
 #include "../tools/cli.h"
 #include "fuzz.h"
 
@@ -41,6 +43,33 @@ static void check_int(const char *arg, long long v, long long lo, long long hi)
     FUZZ_CHECK(mag == 0 || (v < 0) == neg);
 }
 
+/* Reference reading of a size: DIGITS[.DIGITS] with at least one digit and
+ * at most one '.', then nothing or one of K M G T (either case) optionally
+ * followed by B, iB or b; 1 <= bytes <= 2^60. Returns 1 and the bytes. */
+static int ref_size(const char *s, double *bytes)
+{
+    size_t i = 0, digits = 0, dots = 0;
+    for (; s[i] == '.' || (s[i] >= '0' && s[i] <= '9'); i++) {
+        if (s[i] == '.') dots++;
+        else digits++;
+    }
+    if (!digits || dots > 1) return 0;
+    char num[4100];
+    memcpy(num, s, i);
+    num[i] = 0;
+    double v = strtod(num, NULL), mult = 1;
+    const char *u = s + i;
+    if (*u) {
+        const char *units = "KMGT", *k = *u ? strchr(units, toupper((unsigned char)*u)) : NULL;
+        if (!k || !*k) return 0;
+        for (const char *c = units; c <= k; c++) mult *= 1024;
+        u++;
+        if (*u && strcmp(u, "B") && strcmp(u, "iB") && strcmp(u, "b")) return 0;
+    }
+    *bytes = v * mult;
+    return isfinite(*bytes) && *bytes >= 1 && *bytes <= (double)(1ull << 60);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_init_once();
@@ -51,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(arg, data + 1, size - 1);
     arg[size - 1] = 0;
     long long lo = k_bounds[sel & 7][0], hi = k_bounds[sel & 7][1], v;
-    unsigned f = sel >> 3, func = f % 5;
+    unsigned f = sel >> 3, func = sel >= 240 ? 5 : f % 5;
     switch (func) {
     case 0:
         if (cli_int("fuzz", "n", arg, lo, hi, &v) == 0) check_int(arg, v, lo, hi);
@@ -95,6 +124,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(r == 1 || r == -1);
         if (r == 1 && func == 3) check_int(arg, c.threads, 0, 1024);
         if (r == 1 && func == 4) check_int(arg, (long long)c.seed, 0, 9007199254740991LL);
+        break;
+    }
+    case 5: {
+        size_t got = 0;
+        double want = 0;
+        int ok = cli_size("fuzz", "max-memory", arg, &got) == 0, ref = ref_size(arg, &want);
+        FUZZ_CHECK(ok == ref);
+        if (ok) FUZZ_CHECK(got == (size_t)want && got >= 1);
         break;
     }
     }
