@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* One thread pool, not two: OpenBLAS's own threads and OpenMP's spin-waiting
@@ -126,7 +127,15 @@ void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
 {
     int group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
-    float *ds = lrgd_alloc_n((size_t)T, sizeof(float));
+    /* T floats of scratch: plain malloc, outside --max-memory's count (which
+     * could otherwise refuse it in a function that cannot fail); should even
+     * that fail, NaN gradients stop the trainer at its finite check. */
+    float *ds = malloc((size_t)T * sizeof(float));
+    if (!ds) {
+        for (size_t i = 0; i < (size_t)T * qd; i++) dq[i] = NAN;
+        for (size_t i = 0; i < (size_t)T * kvd; i++) dk[i] = dv[i] = NAN;
+        return;
+    }
     for (int kh = 0; kh < n_kv_heads; kh++) {
         for (int j = 0; j < T; j++) {
             memset(dk + (size_t)j * kvd + (size_t)kh * head_dim, 0, (size_t)head_dim * sizeof(float));
@@ -172,7 +181,7 @@ void tm_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
             }
         }
     }
-    lrgd_free(ds);
+    free(ds);
 }
 
 /* lrgd_attention_forward for one sequence of T rows whose row i sees the
