@@ -141,6 +141,99 @@ int cli_common_apply(const char *cmd, const cli_common *c)
     return 0;
 }
 
+/* "A, B or C" */
+static void choice_list(const char *const *ch, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; ch[i] && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%s", i == 0 ? "" : ch[i + 1] ? ", " : " or ", ch[i]);
+}
+
+int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg)
+{
+    long long v;
+    double x;
+    int r = 0;
+    switch (o->kind) {
+    case CLI_FLAG: *(int *)o->dst = (int)o->lo; break;
+    case CLI_INT:
+        if ((r = cli_int(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, &v)) == 0) *(int *)o->dst = (int)v;
+        break;
+    case CLI_LLONG: r = cli_int(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, (long long *)o->dst); break;
+    case CLI_I64:
+        if ((r = cli_int(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, &v)) == 0) *(int64_t *)o->dst = v;
+        break;
+    case CLI_DOUBLE:
+        if ((r = cli_float(cmd, o->name, arg, o->lo, o->hi, &x)) == 0) *(double *)o->dst = x;
+        break;
+    case CLI_STR:
+        if (!arg || !*arg) {
+            fprintf(stderr, "lrgd %s: --%s: expected %s (see 'lrgd help %s')\n", cmd, o->name,
+                    o->what ? o->what : "a value", cmd);
+            return -1;
+        }
+        *(const char **)o->dst = arg;
+        break;
+    case CLI_CHOICE:
+        for (int i = 0; o->choices[i]; i++)
+            if (arg && !strcmp(arg, o->choices[i])) {
+                *(int *)o->dst = o->values ? o->values[i] : i;
+                goto stored;
+            }
+        {
+            char list[256];
+            choice_list(o->choices, list, sizeof list);
+            fprintf(stderr, "lrgd %s: --%s: expected %s, got '%s' (see 'lrgd help %s')\n", cmd, o->name, list,
+                    arg ? arg : "", cmd);
+        }
+        return -1;
+    case CLI_INT_LIST:
+        r = cli_int_list(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, (long long *)o->dst, o->count);
+        break;
+    }
+    if (r != 0) return -1;
+stored:
+    if (o->seen) *o->seen = 1;
+    return 0;
+}
+
+int cli_parse(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc)
+{
+    /* option i answers as CLI_OPT_TABLE + i: above the common options' values */
+    enum { CLI_OPT_TABLE = 4096 };
+    static const struct option common[] = {CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    int n = 0, nc = (int)(sizeof common / sizeof common[0]);
+    while (opts[n].name) n++;
+    struct option *lo = calloc((size_t)(n + nc), sizeof *lo);
+    if (!lo) {
+        fprintf(stderr, "lrgd %s: out of memory\n", cmd);
+        return CLI_RUNTIME;
+    }
+    for (int i = 0; i < n; i++)
+        lo[i] = (struct option){opts[i].name, opts[i].kind == CLI_FLAG ? no_argument : required_argument, 0,
+                                CLI_OPT_TABLE + i};
+    memcpy(lo + n, common, sizeof common);
+    int rc = CLI_CONTINUE, c;
+    optind = 1;
+    opterr = 0;
+    while (rc == CLI_CONTINUE && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            fputs(help, stdout);
+            rc = CLI_OK;
+        } else if (c >= CLI_OPT_TABLE && c < CLI_OPT_TABLE + n) {
+            if (cli_opt_store(cmd, &opts[c - CLI_OPT_TABLE], optarg) != 0) rc = CLI_USAGE;
+        } else {
+            int r = cli_common_opt(cmd, c, optarg, cc);
+            if (r < 0) rc = CLI_USAGE;
+            else if (r == 0) rc = cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (rc == CLI_CONTINUE && optind < argc) rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    free(lo);
+    return rc;
+}
+
 int cli_fail(const char *cmd, lrgd_status st)
 {
     fprintf(stderr, "lrgd %s: %s\n", cmd, lrgd_last_error());

@@ -60,6 +60,62 @@ int cli_size(const char *cmd, const char *opt, const char *arg, size_t *out);
 int cli_int_list(const char *cmd, const char *opt, const char *arg, long long min, long long max,
                  long long *vals, int *n);
 
+/* ---- a command's options as a table ------------------------------------------
+ *
+ * A command lists its options once; cli_parse builds the getopt_long table
+ * (its options, then the common ones), parses argv strictly (optind from 1,
+ * getopt's own messages off) and stores each value where the entry says, so
+ * that a command has no getopt loop, no switch and no per-option range check
+ * of its own. Every bad value is a usage error with a one-line reason:
+ *   "lrgd CMD: --OPT: expected an integer in LO..HI, got 'ARG'"    (INT, LLONG, I64)
+ *   "lrgd CMD: --OPT: expected a number in [LO, HI], got 'ARG'"    (DOUBLE)
+ *   "lrgd CMD: --OPT: expected A, B or C, got 'ARG'"               (CHOICE)
+ *   "lrgd CMD: --OPT: expected WHAT" (STR given ""),
+ *   "lrgd CMD: unknown or incomplete option '--X'", "... unexpected argument 'X'". */
+typedef enum cli_kind {
+    CLI_FLAG,     /* no argument: *(int *)dst = (int)lo when given (CLI_O_FLAG: 1, CLI_O_SET: any) */
+    CLI_INT,      /* *(int *)dst, an integer in [lo, hi] */
+    CLI_LLONG,    /* *(long long *)dst */
+    CLI_I64,      /* *(int64_t *)dst */
+    CLI_DOUBLE,   /* *(double *)dst, a finite number in [lo, hi] */
+    CLI_STR,      /* *(const char **)dst = the argument (not empty); what: "a directory" */
+    CLI_CHOICE,   /* *(int *)dst = values[i] (or i without values) for choices[i] */
+    CLI_INT_LIST  /* (long long *)dst: up to *count comma-separated integers in [lo, hi]; *count gets how many */
+} cli_kind;
+
+typedef struct cli_opt {
+    const char *name;    /* the long option without "--"; NULL ends the table */
+    cli_kind kind;
+    void *dst;
+    double lo, hi;       /* ranges (integers up to 2^53 are exact); CLI_FLAG: the value stored */
+    const char *const *choices; /* CLI_CHOICE: NULL-terminated names */
+    const int *values;   /* CLI_CHOICE: the value of each name (NULL: its index) */
+    const char *what;    /* CLI_STR: what the argument is, for the message */
+    int *seen;           /* NULL, or set to 1 when the option is given */
+    int *count;          /* CLI_INT_LIST: capacity in, count out */
+} cli_opt;
+
+/* Shorthands for table entries. */
+#define CLI_O_FLAG(name, dst) {name, CLI_FLAG, dst, 1, 1, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_SET(name, dst, value) {name, CLI_FLAG, dst, value, value, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_INT(name, dst, lo, hi) {name, CLI_INT, dst, lo, hi, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_LLONG(name, dst, lo, hi) {name, CLI_LLONG, dst, lo, hi, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_I64(name, dst, lo, hi) {name, CLI_I64, dst, lo, hi, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_DOUBLE(name, dst, lo, hi) {name, CLI_DOUBLE, dst, lo, hi, NULL, NULL, NULL, NULL, NULL}
+#define CLI_O_STR(name, dst, what) {name, CLI_STR, dst, 0, 0, NULL, NULL, what, NULL, NULL}
+#define CLI_O_CHOICE(name, dst, choices, values) {name, CLI_CHOICE, dst, 0, 0, choices, values, NULL, NULL, NULL}
+#define CLI_O_LIST(name, dst, count, lo, hi) {name, CLI_INT_LIST, dst, lo, hi, NULL, NULL, NULL, NULL, count}
+#define CLI_O_END {NULL, CLI_FLAG, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL}
+
+/* What cli_parse returns when the command should go on. */
+#define CLI_CONTINUE (-1)
+/* Parse argv[1..) against opts (and the common options into cc). Returns
+ * CLI_CONTINUE, or the exit code to return at once: CLI_OK after printing
+ * help (-h, --help) to stdout, CLI_USAGE after a message on stderr. */
+int cli_parse(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc);
+/* Store one option's argument as opts' entry o says (0, or -1 after a message). */
+int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg);
+
 /* Print "lrgd CMD: message" from lrgd_last_error() and map status to an exit code. */
 int cli_fail(const char *cmd, lrgd_status st);
 /* Print "lrgd CMD: MESSAGE" and a hint to --help; returns CLI_USAGE. */

@@ -57,9 +57,6 @@ const char help_dual[] =
     "  --out DIR          write DIR/dual.json, DIR/dual_e3.svg, DIR/dual_lambda.svg (default .)\n"
     CLI_COMMON_HELP;
 
-enum { OPT_MODEL = 2001, OPT_DATA, OPT_USERS, OPT_DEMOS, OPT_K, OPT_MAXH, OPT_DEMOH, OPT_FEAT, OPT_KERNEL, OPT_E3U, OPT_NOSTACK,
-       OPT_TOL, OPT_STRICT, OPT_OUT, OPT_ITEMS };
-
 /* ---- accumulators ------------------------------------------------------ */
 
 typedef struct dstat {
@@ -472,69 +469,38 @@ static lrgd_status translate(const lrgd_dataset *ds, const item_map *im, const i
 
 int cmd_dual(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, OPT_MODEL}, {"data", required_argument, 0, OPT_DATA},
-        {"users", required_argument, 0, OPT_USERS}, {"demos", required_argument, 0, OPT_DEMOS},
-        {"k", required_argument, 0, OPT_K},         {"max-hist", required_argument, 0, OPT_MAXH},
-        {"demo-hist", required_argument, 0, OPT_DEMOH},
-        {"features", required_argument, 0, OPT_FEAT}, {"kernel", required_argument, 0, OPT_KERNEL},
-        {"e3-users", required_argument, 0, OPT_E3U}, {"no-stack", no_argument, 0, OPT_NOSTACK},
-        {"tol", required_argument, 0, OPT_TOL},     {"strict", no_argument, 0, OPT_STRICT},
-        {"out", required_argument, 0, OPT_OUT},     {"items", required_argument, 0, OPT_ITEMS},
-        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const char *const demo_names[] = {"none", "random", "similar", NULL};
+    static const char *const kernel_names[] = {"prf", "oprf", NULL};
     const char *CMD = "dual";
     cli_common cc;
     cli_common_init(&cc);
-    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *demos = "similar", *kernel = "prf";
-    const char *items_path = NULL;
-    int max_hist_set = 0;
+    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *items_path = NULL;
+    int max_hist_set = 0, feat_set = 0, demo_i = 2, kernel_i = 0;
     long long users = 100, k = 3, max_hist = 50, demo_hist = 20, e3_users = -1, feat[LRGD_DUAL_MAX_FEATURES];
-    int n_feat = 9, stack = 1, strict = 0, check_failed = 0;
+    int n_feat = LRGD_DUAL_MAX_FEATURES, stack = 1, strict = 0, check_failed = 0;
     double tol = 1e-5;
-    for (int i = 0; i < n_feat; i++) feat[i] = 16LL << i;
-    int c, r;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) { fputs(help_dual, stdout); return CLI_OK; }
-        if ((r = cli_common_opt(CMD, c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
-        switch (c) {
-        case OPT_MODEL: model_path = optarg; break;
-        case OPT_DATA: data_path = optarg; break;
-        case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &users)) return CLI_USAGE; break;
-        case OPT_K: if (cli_int(CMD, "k", optarg, 0, 256, &k)) return CLI_USAGE; break;
-        case OPT_MAXH:
-            if (cli_int(CMD, "max-hist", optarg, 1, 1000000, &max_hist)) return CLI_USAGE;
-            max_hist_set = 1;
-            break;
-        case OPT_ITEMS: items_path = optarg; break;
-        case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 1000000, &demo_hist)) return CLI_USAGE; break;
-        case OPT_E3U: if (cli_int(CMD, "e3-users", optarg, 0, 10000000, &e3_users)) return CLI_USAGE; break;
-        case OPT_FEAT:
-            n_feat = LRGD_DUAL_MAX_FEATURES;
-            if (cli_int_list(CMD, "features", optarg, 1, 1 << 20, feat, &n_feat)) return CLI_USAGE;
-            break;
-        case OPT_DEMOS:
-            if (strcmp(optarg, "none") && strcmp(optarg, "random") && strcmp(optarg, "similar"))
-                return cli_usage(CMD, "--demos: expected none, random or similar, got '%s'", optarg);
-            demos = optarg;
-            break;
-        case OPT_KERNEL:
-            if (strcmp(optarg, "prf") && strcmp(optarg, "oprf"))
-                return cli_usage(CMD, "--kernel: expected prf or oprf, got '%s'", optarg);
-            kernel = optarg;
-            break;
-        case OPT_NOSTACK: stack = 0; break;
-        case OPT_STRICT: strict = 1; break;
-        case OPT_TOL: if (cli_float(CMD, "tol", optarg, 0, 1, &tol)) return CLI_USAGE; break;
-        case OPT_OUT:
-            if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
-            out_dir = optarg;
-            break;
-        default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_O_STR("model", &model_path, "a model file"),
+        CLI_O_STR("data", &data_path, "an interaction file"),
+        CLI_O_STR("items", &items_path, "an item text file"),
+        CLI_O_LLONG("users", &users, 1, 10000000),
+        CLI_O_CHOICE("demos", &demo_i, demo_names, NULL),
+        CLI_O_LLONG("k", &k, 0, 256),
+        {"max-hist", CLI_LLONG, &max_hist, 1, 1000000, NULL, NULL, NULL, &max_hist_set, NULL},
+        CLI_O_LLONG("demo-hist", &demo_hist, 1, 1000000),
+        {"features", CLI_INT_LIST, feat, 1, 1 << 20, NULL, NULL, NULL, &feat_set, &n_feat},
+        CLI_O_CHOICE("kernel", &kernel_i, kernel_names, NULL),
+        CLI_O_LLONG("e3-users", &e3_users, 0, 10000000),
+        CLI_O_SET("no-stack", &stack, 0),
+        CLI_O_DOUBLE("tol", &tol, 0, 1),
+        CLI_O_FLAG("strict", &strict),
+        CLI_O_STR("out", &out_dir, "a directory"),
+        CLI_O_END};
+    int r = cli_parse(CMD, help_dual, argc, argv, opts, &cc);
+    if (r != CLI_CONTINUE) return r;
+    if (!feat_set) /* r = 16, 32, ..., 4096 */
+        for (n_feat = 0; n_feat < 9; n_feat++) feat[n_feat] = 16LL << n_feat;
+    const char *demos = demo_names[demo_i], *kernel = kernel_names[kernel_i];
     if (!model_path) return cli_usage(CMD, "--model is required");
     if (!data_path) return cli_usage(CMD, "--data is required");
     if (!strcmp(demos, "none")) k = 0;

@@ -72,22 +72,6 @@ const char help_train[] =
     "Inf loss stops training with the step and layer; the last good model and\n"
     "state stay on disk).\n";
 
-enum {
-    OPT_DATA = 3001, OPT_FORMAT, OPT_OUT, OPT_LAYERS, OPT_DIM, OPT_HEADS, OPT_KV, OPT_HIDDEN, OPT_ATTN, OPT_SEQ,
-    OPT_DEMOS, OPT_MAXHIST, OPT_DEMOHIST, OPT_POOL, OPT_PSIM, OPT_NODEMOLOSS, OPT_EPOCHS, OPT_BATCH, OPT_LR,
-    OPT_MINLR, OPT_WARMUP, OPT_WD, OPT_CLIP, OPT_DROPOUT, OPT_PATIENCE, OPT_MAXMIN, OPT_VALDEMOS, OPT_VALK,
-    OPT_SAVE, OPT_NORESUME, OPT_CKPT_STEPS, OPT_FAULT, OPT_SAMPLED
-};
-
-static int parse_mode(const char *arg, lrgd_demo_mode *m)
-{
-    if (!strcmp(arg, "none")) *m = LRGD_DEMOS_NONE;
-    else if (!strcmp(arg, "random")) *m = LRGD_DEMOS_RANDOM;
-    else if (!strcmp(arg, "similar")) *m = LRGD_DEMOS_SIMILAR;
-    else return -1;
-    return 0;
-}
-
 static void write_report(lrgd_json *j, const cli_common *com, const lrgd_train_opts *o, const char *data,
                          const lrgd_dataset *ds, const lrgd_split *sp, const lrgd_train_result *r)
 {
@@ -171,111 +155,59 @@ static void write_report(lrgd_json *j, const cli_common *com, const lrgd_train_o
 
 int cmd_train(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, OPT_DATA}, {"format", required_argument, 0, OPT_FORMAT},
-        {"out", required_argument, 0, OPT_OUT}, {"layers", required_argument, 0, OPT_LAYERS},
-        {"dim", required_argument, 0, OPT_DIM}, {"heads", required_argument, 0, OPT_HEADS},
-        {"kv-heads", required_argument, 0, OPT_KV}, {"hidden", required_argument, 0, OPT_HIDDEN},
-        {"attention", required_argument, 0, OPT_ATTN}, {"seq", required_argument, 0, OPT_SEQ},
-        {"demos", required_argument, 0, OPT_DEMOS}, {"max-hist", required_argument, 0, OPT_MAXHIST},
-        {"demo-hist", required_argument, 0, OPT_DEMOHIST}, {"pool", required_argument, 0, OPT_POOL},
-        {"p-similar", required_argument, 0, OPT_PSIM}, {"no-demo-loss", no_argument, 0, OPT_NODEMOLOSS},
-        {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
-        {"lr", required_argument, 0, OPT_LR}, {"min-lr", required_argument, 0, OPT_MINLR},
-        {"warmup", required_argument, 0, OPT_WARMUP}, {"weight-decay", required_argument, 0, OPT_WD},
-        {"clip", required_argument, 0, OPT_CLIP}, {"dropout", required_argument, 0, OPT_DROPOUT},
-        {"patience", required_argument, 0, OPT_PATIENCE}, {"max-minutes", required_argument, 0, OPT_MAXMIN},
-        {"val-demos", required_argument, 0, OPT_VALDEMOS}, {"val-k", required_argument, 0, OPT_VALK},
-        {"save-every", required_argument, 0, OPT_SAVE}, {"no-resume", no_argument, 0, OPT_NORESUME},
-        {"checkpoint-steps", required_argument, 0, OPT_CKPT_STEPS},
-        {"fault-nan-step", required_argument, 0, OPT_FAULT}, /* test hook, not in --help */
-        {"sampled", required_argument, 0, OPT_SAMPLED},
-        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const char *const formats[] = {"amazon", "recbole", "auto", NULL};
+    static const char *const attentions[] = {"softmax", "linear", NULL};
+    static const char *const modes[] = {"none", "random", "similar", NULL};
+    static const int format_vals[] = {LRGD_DATA_AMAZON, LRGD_DATA_RECBOLE, LRGD_DATA_AUTO};
+    static const int attn_vals[] = {LRGD_ATTN_SOFTMAX, LRGD_ATTN_LINEAR};
+    static const int mode_vals[] = {LRGD_DEMOS_NONE, LRGD_DEMOS_RANDOM, LRGD_DEMOS_SIMILAR};
     lrgd_train_opts o;
     lrgd_train_opts_init(&o);
     cli_common com;
     cli_common_init(&com);
-    const char *data = NULL, *format = "auto";
-    int c;
-    long long v;
-    double x;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = cli_common_opt(CMD, c, optarg, &com);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-#define INT(name, lo, hi, dst) \
-    if (cli_int(CMD, name, optarg, lo, hi, &v) != 0) return CLI_USAGE; \
-    dst = (int)v; \
-    break
-#define FLT(name, lo, hi, dst) \
-    if (cli_float(CMD, name, optarg, lo, hi, &x) != 0) return CLI_USAGE; \
-    dst = x; \
-    break
-        switch (c) {
-        case OPT_DATA: data = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_OUT: o.out = optarg; break;
-        case OPT_LAYERS: INT("layers", 1, 64, o.n_layers);
-        case OPT_DIM: INT("dim", 2, 4096, o.dim);
-        case OPT_HEADS: INT("heads", 1, 256, o.n_heads);
-        case OPT_KV: INT("kv-heads", 1, 256, o.n_kv_heads);
-        case OPT_HIDDEN: INT("hidden", 1, 65536, o.hidden_dim);
-        case OPT_ATTN:
-            if (!strcmp(optarg, "softmax")) o.attn = LRGD_ATTN_SOFTMAX;
-            else if (!strcmp(optarg, "linear")) o.attn = LRGD_ATTN_LINEAR;
-            else return cli_usage(CMD, "--attention: expected softmax or linear, got '%s'", optarg);
-            break;
-        case OPT_SEQ: INT("seq", 4, 1 << 16, o.seq_len);
-        case OPT_DEMOS: INT("demos", 0, 64, o.demos);
-        case OPT_MAXHIST: INT("max-hist", 1, 1 << 16, o.max_hist);
-        case OPT_DEMOHIST: INT("demo-hist", 1, 1 << 16, o.demo_hist);
-        case OPT_POOL: INT("pool", 1, 1 << 16, o.pool);
-        case OPT_PSIM: FLT("p-similar", 0, 1, o.p_similar);
-        case OPT_NODEMOLOSS: o.demo_loss = 0; break;
-        case OPT_EPOCHS: INT("epochs", 1, 100000, o.epochs);
-        case OPT_BATCH: INT("batch", 1, 1 << 20, o.batch);
-        case OPT_LR: FLT("lr", 1e-12, 1e6, o.adamw.lr);
-        case OPT_MINLR: FLT("min-lr", 0, 1, o.adamw.min_lr_ratio);
-        case OPT_WARMUP:
-            if (cli_int(CMD, "warmup", optarg, 0, 1LL << 40, &v) != 0) return CLI_USAGE;
-            o.adamw.warmup_steps = v;
-            break;
-        case OPT_WD: FLT("weight-decay", 0, 10, o.adamw.weight_decay);
-        case OPT_CLIP: FLT("clip", 0, 1e9, o.adamw.clip);
-        case OPT_DROPOUT: FLT("dropout", 0, 0.95, o.dropout);
-        case OPT_SAMPLED: INT("sampled", 0, 1 << 24, o.sampled);
-        case OPT_PATIENCE: INT("patience", 0, 100000, o.patience);
-        case OPT_MAXMIN: FLT("max-minutes", 0, 1e7, o.max_minutes);
-        case OPT_VALDEMOS:
-            if (parse_mode(optarg, &o.val_demos) != 0)
-                return cli_usage(CMD, "--val-demos: expected none, random or similar, got '%s'", optarg);
-            break;
-        case OPT_VALK: INT("val-k", 0, 64, o.val_k);
-        case OPT_SAVE: FLT("save-every", 0, 1e9, o.save_every_s);
-        case OPT_NORESUME: o.no_resume = 1; break;
-        case OPT_CKPT_STEPS:
-            if (cli_int(CMD, "checkpoint-steps", optarg, 0, 1LL << 40, &v) != 0) return CLI_USAGE;
-            o.checkpoint_steps = v;
-            break;
-        case OPT_FAULT:
-            if (cli_int(CMD, "fault-nan-step", optarg, 0, 1LL << 40, &v) != 0) return CLI_USAGE;
-            o.fault_nan_step = v;
-            break;
-        case 'h': fputs(help_train, stdout); return CLI_OK;
-        default: return cli_usage(CMD, "unknown option");
-        }
-#undef INT
-#undef FLT
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    const char *data = NULL;
+    int fmt = LRGD_DATA_AUTO, attn = o.attn, val_demos = o.val_demos;
+    const cli_opt opts[] = {
+        CLI_O_STR("data", &data, "an interaction file"),
+        CLI_O_CHOICE("format", &fmt, formats, format_vals),
+        CLI_O_STR("out", &o.out, "a model file"),
+        CLI_O_INT("layers", &o.n_layers, 1, 64),
+        CLI_O_INT("dim", &o.dim, 2, 4096),
+        CLI_O_INT("heads", &o.n_heads, 1, 256),
+        CLI_O_INT("kv-heads", &o.n_kv_heads, 1, 256),
+        CLI_O_INT("hidden", &o.hidden_dim, 1, 65536),
+        CLI_O_CHOICE("attention", &attn, attentions, attn_vals),
+        CLI_O_INT("seq", &o.seq_len, 4, 1 << 16),
+        CLI_O_INT("demos", &o.demos, 0, 64),
+        CLI_O_INT("max-hist", &o.max_hist, 1, 1 << 16),
+        CLI_O_INT("demo-hist", &o.demo_hist, 1, 1 << 16),
+        CLI_O_INT("pool", &o.pool, 1, 1 << 16),
+        CLI_O_DOUBLE("p-similar", &o.p_similar, 0, 1),
+        CLI_O_SET("no-demo-loss", &o.demo_loss, 0),
+        CLI_O_INT("epochs", &o.epochs, 1, 100000),
+        CLI_O_INT("batch", &o.batch, 1, 1 << 20),
+        CLI_O_DOUBLE("lr", &o.adamw.lr, 1e-12, 1e6),
+        CLI_O_DOUBLE("min-lr", &o.adamw.min_lr_ratio, 0, 1),
+        CLI_O_I64("warmup", &o.adamw.warmup_steps, 0, 1LL << 40),
+        CLI_O_DOUBLE("weight-decay", &o.adamw.weight_decay, 0, 10),
+        CLI_O_DOUBLE("clip", &o.adamw.clip, 0, 1e9),
+        CLI_O_DOUBLE("dropout", &o.dropout, 0, 0.95),
+        CLI_O_INT("sampled", &o.sampled, 0, 1 << 24),
+        CLI_O_INT("patience", &o.patience, 0, 100000),
+        CLI_O_DOUBLE("max-minutes", &o.max_minutes, 0, 1e7),
+        CLI_O_CHOICE("val-demos", &val_demos, modes, mode_vals),
+        CLI_O_INT("val-k", &o.val_k, 0, 64),
+        CLI_O_DOUBLE("save-every", &o.save_every_s, 0, 1e9),
+        CLI_O_FLAG("no-resume", &o.no_resume),
+        CLI_O_I64("checkpoint-steps", &o.checkpoint_steps, 0, 1LL << 40),
+        CLI_O_I64("fault-nan-step", &o.fault_nan_step, 0, 1LL << 40), /* test hook, not in --help */
+        CLI_O_END};
+    int rc = cli_parse(CMD, help_train, argc, argv, opts, &com);
+    if (rc != CLI_CONTINUE) return rc;
+    o.attn = (lrgd_attn_mode)attn;
+    o.val_demos = (lrgd_demo_mode)val_demos;
     if (!data) return cli_usage(CMD, "--data FILE is required");
     if (!o.out) return cli_usage(CMD, "--out MODEL.gguf is required");
-    lrgd_data_format fmt;
-    if (!strcmp(format, "auto")) fmt = LRGD_DATA_AUTO;
-    else if (!strcmp(format, "amazon")) fmt = LRGD_DATA_AMAZON;
-    else if (!strcmp(format, "recbole")) fmt = LRGD_DATA_RECBOLE;
-    else return cli_usage(CMD, "--format: expected amazon, recbole or auto, got '%s'", format);
     if (o.dim % o.n_heads != 0) return cli_usage(CMD, "--dim %d is not divisible by --heads %d", o.dim, o.n_heads);
     if (o.n_heads % o.n_kv_heads != 0)
         return cli_usage(CMD, "--kv-heads %d does not divide --heads %d", o.n_kv_heads, o.n_heads);
@@ -284,14 +216,13 @@ int cmd_train(int argc, char **argv)
     if (o.max_hist > o.seq_len - 2)
         return cli_usage(CMD, "--max-hist %d does not fit --seq %d (needs BOS and ANS)", o.max_hist, o.seq_len);
     o.seed = com.seed;
-    int rc = cli_common_apply(CMD, &com);
-    if (rc) return rc;
+    if ((rc = cli_common_apply(CMD, &com)) != 0) return rc;
 
     lrgd_dataset *ds = NULL;
     lrgd_split *sp = NULL;
     lrgd_train_result res;
     memset(&res, 0, sizeof res);
-    lrgd_status st = lrgd_dataset_load(data, fmt, &ds);
+    lrgd_status st = lrgd_dataset_load(data, (lrgd_data_format)fmt, &ds);
     if (st == LRGD_OK) st = lrgd_split_loo(ds, &sp);
     if (st == LRGD_OK) st = lrgd_train(sp, &o, &res);
     if (st == LRGD_OK) {
