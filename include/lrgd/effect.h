@@ -263,7 +263,10 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
                                  lrgd_validity **out);
 
 /* The model's item tokens are the dataset's items (same count, same external
- * ids in the same order): what the commands require of --model and --data. */
+ * ids in the same order), or the model is a text LLM (no item vocabulary, a
+ * tokenizer: the dataset's items are shown by their text, lrgd/textrec.h):
+ * what the commands require of --model and --data. Commands that need item
+ * tokens (lrgd optimize) must refuse a text LLM themselves. */
 lrgd_status lrgd_model_check_items(const lrgd_model *m, const lrgd_dataset *ds);
 /* n distinct users of the split, a seeded sample (partial Fisher-Yates over
  * lrgd_split_users); n <= lrgd_split_n_users. */
