@@ -4,7 +4,8 @@
 # place; each installed header compiles on its own; examples/hello.c builds through
 # 'pkg-config --cflags --libs lrgd' (shared, and static with --static), loads stories260K and
 # prints its configuration and greedy tokens, which must match the checkpoint's header and
-# llama2.c's own greedy decode. The installed tree still works after it is moved.
+# llama2.c's own greedy decode; examples/recommend.c links the same way and prints what the build
+# tree's example prints. The installed tree still works after it is moved.
 set -u
 src=${BASH_SOURCE[0]}; [[ $src == */* ]] || src=./$src
 root=$(cd "${src%/*}/.." && pwd)
@@ -79,6 +80,26 @@ slibs=$(pkg-config --static --libs lrgd | sed "s#-llrgd#$libdir/liblrgd.a#")
     2>"$tmp/cc.err" || { cat "$tmp/cc.err"; bad "hello.c does not link statically with pkg-config --static"; }
 [[ -x $tmp/hello_static ]] && { ldd "$tmp/hello_static" | grep -q liblrgd && bad "static hello links liblrgd.so"; check_hello "$tmp/hello_static" static; }
 
+# examples/recommend.c through pkg-config too: an ICL prompt, a ranking and each demonstration's
+# Effect_D on a text LLM (stories260K converted to GGUF by the installed lrgd: a tokenizer, no item
+# vocabulary), printing exactly what the build tree's example prints.
+"$cc" -std=c11 -Wall -Wextra -Werror "${san[@]}" "$root/examples/recommend.c" $cflags $libs -Wl,-rpath,"$libdir" \
+    -o "$tmp/recommend" 2>"$tmp/cc.err" || { cat "$tmp/cc.err"; bad "recommend.c does not link through pkg-config"; }
+printf '1 1 2 3 4 5\n2 2 3 4 5 6\n3 3 4 5 6 7 8\n4 1 3 5 7 9\n5 2 4 6 8 10\n' >"$tmp/seq.txt"
+if [[ -x $tmp/recommend ]] && "$prefix/bin/lrgd" convert "$model" "$tmp/st.gguf" --quiet; then
+    # one thread in both runs: results are bit-identical for a fixed thread count
+    OMP_NUM_THREADS=1 "$tmp/recommend" "$tmp/st.gguf" "$tmp/seq.txt" --user 3 --k 1 >"$tmp/rec.txt" 2>"$tmp/rec.err" ||
+        bad "installed recommend failed: $(cat "$tmp/rec.err")"
+    grep -q '^target 7 rank [0-9]' "$tmp/rec.txt" && grep -q '^effect demo 1 user [0-9]* tokens [0-9]* Effect_D ' "$tmp/rec.txt" ||
+        bad "installed recommend printed no rank or Effect_D: $(cat "$tmp/rec.txt")"
+    if [[ -x $LRGD_BUILD/examples/recommend ]]; then
+        OMP_NUM_THREADS=1 "$LRGD_BUILD/examples/recommend" "$tmp/st.gguf" "$tmp/seq.txt" --user 3 --k 1 >"$tmp/rec_build.txt" 2>&1
+        cmp -s "$tmp/rec.txt" "$tmp/rec_build.txt" || bad "installed recommend differs from the build tree's: $(diff "$tmp/rec.txt" "$tmp/rec_build.txt")"
+    fi
+else
+    bad "could not build recommend or convert stories260K with the installed lrgd"
+fi
+
 # Relocatable: move the tree, pkg-config still finds headers and library.
 mv "$prefix" "$tmp/moved"
 export PKG_CONFIG_PATH="${pcdir/$prefix/$tmp/moved}"
@@ -86,5 +107,5 @@ export PKG_CONFIG_PATH="${pcdir/$prefix/$tmp/moved}"
     -Wl,-rpath,"${libdir/$prefix/$tmp/moved}" -o "$tmp/hello_moved" 2>"$tmp/cc.err" || { cat "$tmp/cc.err"; bad "moved tree"; }
 [[ -x $tmp/hello_moved ]] && check_hello "$tmp/hello_moved" moved
 
-[[ $fail == 0 ]] && say "ok: installed into a temporary prefix, $n_h headers compile alone, hello linked (shared, static, moved) and printed stories260K's config and greedy ids"
+[[ $fail == 0 ]] && say "ok: installed into a temporary prefix, $n_h headers compile alone, hello linked (shared, static, moved) and printed stories260K's config and greedy ids, recommend linked and ranked"
 exit $fail
