@@ -169,17 +169,20 @@ int main(int argc, char **argv)
     if (argc < 3) return usage(argv[0]);
     a.model = argv[1];
     a.data = argv[2];
-    for (int i = 3; i < argc; i++) {
+    for (int i = 3; i < argc; i += 2) { /* --option value pairs */
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage(argv[0]);
         if (!strcmp(o, "--user")) a.user = v;
         else if (!strcmp(o, "--items")) a.items = v;
         else if (!strcmp(o, "--query")) a.query = v;
         else if (!strcmp(o, "--target")) a.target = v;
-        else if (!strcmp(o, "--k")) a.k = atoi(v);
+        else if (!strcmp(o, "--k")) {
+            char *end;
+            long k = strtol(v, &end, 10);
+            a.k = *v && !*end && k >= 0 && k <= MAX_DEMOS ? (int)k : -1;
+        }
         else if (!strcmp(o, "--demo") && a.n_demo < MAX_DEMOS) a.demo[a.n_demo++] = v;
         else return usage(argv[0]);
-        i++;
     }
     if (!a.user == !a.query || a.k < 0 || a.k > MAX_DEMOS) return usage(argv[0]);
 
@@ -202,7 +205,8 @@ int main(int argc, char **argv)
     if (st == LRGD_OK && text) st = lrgd_textrec_new(m, tok, ds, NULL, &tr);
     if (st == LRGD_OK) st = lrgd_effect_new_data(m, ds, &e);
     int n_items = lrgd_dataset_n_items(ds), n_demos = 0, n_hist = 0, rc = 0;
-    int32_t *buf = malloc(sizeof(int32_t) * 4096 * (MAX_DEMOS + 1)), *hist = buf, target = -1, du[MAX_DEMOS];
+    int32_t *buf = malloc(sizeof(int32_t) * 4096 * (MAX_DEMOS + 1)), target = -1, du[MAX_DEMOS];
+    const int32_t *hist = buf; /* the query: the split's history, or the ids given */
     lrgd_demo demos[MAX_DEMOS];
     float *scores = malloc(sizeof(float) * (size_t)n_items);
     if (st == LRGD_OK && (!buf || !scores)) st = LRGD_E_NOMEM;
@@ -212,15 +216,13 @@ int main(int argc, char **argv)
     if (a.user) {
         /* the validation step of the leave-one-out split, and the K most similar pool users */
         int u = lrgd_dataset_find_user(ds, a.user, strlen(a.user)), n;
-        const int32_t *h;
         if ((st = lrgd_split_loo(ds, &sp)) != LRGD_OK) goto done;
         if (u < 0 || !lrgd_split_has_user(sp, u)) {
             fprintf(stderr, "recommend: user %s is not in the split of %s\n", a.user, a.data);
             rc = 2;
             goto done;
         }
-        lrgd_split_history(sp, LRGD_STEP_VALID, u, &h, &n_hist);
-        memcpy(hist, h, sizeof(int32_t) * (size_t)n_hist);
+        lrgd_split_history(sp, LRGD_STEP_VALID, u, &hist, &n_hist);
         target = lrgd_split_target(sp, LRGD_STEP_VALID, u);
         if ((st = lrgd_demo_index_new(sp, LRGD_STEP_VALID, DEMO_HIST, &ix)) != LRGD_OK) goto done;
         if ((st = lrgd_demo_index_similar(ix, hist, n_hist, u, a.k, du, NULL, &n)) != LRGD_OK) goto done;
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
                lrgd_dataset_item_name(ds, target));
     } else {
         n_hist = 4096;
-        if (parse_ids(ds, a.query, hist, &n_hist)) { rc = 2; goto done; }
+        if (parse_ids(ds, a.query, buf, &n_hist)) { rc = 2; goto done; }
         for (int d = 0; d < a.n_demo; d++) {
             int32_t *b = buf + (size_t)(d + 1) * 4096;
             const char *colon = strrchr(a.demo[d], ':');
