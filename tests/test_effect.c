@@ -377,8 +377,10 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
         /* Effect_D itself is the eps = 1 form */
         double e1;
         CHECK_OK(lrgd_effect_score(s, p, &id, 1, &e1, NULL));
-        CHECK_NEAR(e1, ef_score_scaled(s, id, p, 1.0), 1e-12);
-        if (mode == LRGD_ATTN_LINEAR) CHECK_NEAR(ef_score_scaled(s, id, p, 0.5), 0.5 * e1, 1e-9 * fmax(1, fabs(e1)));
+        /* (lrgd_effect_score is the fast path, float inner sums: tests/test_effect_fast.c bounds it) */
+        CHECK_NEAR(e1, ef_score_scaled(s, id, p, 1.0), 1e-5 * fmax(1, fabs(e1)));
+        if (mode == LRGD_ATTN_LINEAR)
+            CHECK_NEAR(ef_score_scaled(s, id, p, 0.5), 0.5 * ef_score_scaled(s, id, p, 1.0), 1e-9 * fmax(1, fabs(e1)));
 
         /* product forms vs explicit matrices: |dW_d|^2 and |W_0|^2 (reference K/V) */
         double self = lrgd_store_inner(s, id, s, id), expl = 0;

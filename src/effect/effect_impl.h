@@ -94,16 +94,20 @@ struct lrgd_store {
     lrgd_effect *e;
     int L, KV;          /* KV = n_kv_heads * head_dim */
     int n, cap, plaus_on;
-    int *off, *len;     /* [cap] rows */
+    int *off, *len;     /* [cap] first column (see kv), tokens */
     double *plaus, *self; /* [cap]: plausibility, <dW, dW> */
     int n_rows, cap_rows;
-    float *kv;          /* [rows][L][2][KV]: K (end-aligned RoPE) then V */
-    int *tok;           /* [rows] */
+    float *kv;          /* per entry [L][K, V][n_kv_heads][head_dim][len rounded up to 8]: its keys (end-aligned
+                           RoPE) and values as columns, zero padded (store.c) */
+    int *tok;           /* [columns] the entry's tokens from off[id] */
 };
 
 /* Effect of entry id with every one of its keys weighted by eps (eps = 1:
  * Effect_D). Linear: eps * Effect_D; softmax: the split with eps * exp(score).
  * The first-order test takes eps -> 0. */
 double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double eps);
+/* Token i's stored key (part 0, RoPE end-aligned) or value (part 1) of kv head
+ * kh at layer l of entry id: head_dim floats into out. */
+void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, float *out);
 
 #endif

@@ -2,8 +2,10 @@
  * after T, its keys and values kept at every layer; Effect_D as dot
  * products against a probe. */
 #include "effect/effect_impl.h"
+#include "train/train_impl.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +45,27 @@ int lrgd_store_len(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? 
 const int *lrgd_store_tokens(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->tok + s->off[id] : NULL; }
 double lrgd_store_plaus(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->plaus[id] : NAN; }
 
+/* Layout: entry id owns columns off[id] .. off[id] + pad_len(len[id]) - 1
+ * of the column space; its block (at off[id] * L * 2 * KV floats) holds, per
+ * layer, K then V, per kv head, head_dim rows of pad_len(len) floats:
+ *     [L][K, V][n_kv_heads][head_dim][pad_len(len)]
+ * i.e. the entry's keys as columns (K^T): feature d of all its tokens is
+ * contiguous, so a query's scores against every token of the entry are
+ * head_dim vector FMAs over the tokens (no horizontal sums), and the pad
+ * columns (zeros) round each row up to whole vectors. */
+#define EF_W 8 /* floats per vector of the scoring kernels (and the column padding) */
+typedef float ef_v8 __attribute__((vector_size(EF_W * sizeof(float))));
+
+static inline int pad_len(int len) { return (len + EF_W - 1) / EF_W * EF_W; }
+
+/* Head kh's K^T (part 0) or V^T (part 1) at layer l of entry id: [head_dim][pad_len]. */
+static inline const float *kv_block(const lrgd_store *s, int id, int l, int part, int kh, int hd)
+{
+    int KVH = s->KV / hd;
+    return s->kv + (size_t)s->off[id] * s->L * 2 * s->KV +
+           (((size_t)l * 2 + part) * KVH + kh) * hd * pad_len(s->len[id]);
+}
+
 static lrgd_status grow(lrgd_store *s, int add_rows)
 {
     if (s->n == s->cap) {
@@ -78,11 +101,6 @@ static lrgd_status grow(lrgd_store *s, int add_rows)
     return LRGD_OK;
 }
 
-static inline const float *krow(const lrgd_store *s, int row, int l)
-{
-    return s->kv + ((size_t)row * s->L + l) * 2 * s->KV;
-}
-
 static inline float dotf(const float *a, const float *b, int n)
 {
     float s = 0;
@@ -91,20 +109,44 @@ static inline float dotf(const float *a, const float *b, int n)
     return s;
 }
 
+/* Token i's key (part 0) or value (part 1) of head kh at layer l, gathered
+ * from its column into out[hd] (the reference paths read rows). */
+static void kv_col(const lrgd_store *s, int id, int l, int part, int kh, int hd, int i, float *out)
+{
+    const float *b = kv_block(s, id, l, part, kh, hd);
+    int lp = pad_len(s->len[id]);
+    for (int d = 0; d < hd; d++) out[d] = b[(size_t)d * lp + i];
+}
+
+void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, float *out)
+{
+    kv_col(s, id, l, part, kh, s->e->c.head_dim, i, out);
+}
+
 double lrgd_store_inner(const lrgd_store *sa, int a, const lrgd_store *sb, int b)
 {
     const lrgd_config *c = &sa->e->c;
-    int hd = c->head_dim, KV = sa->KV;
+    int hd = c->head_dim, la = sa->len[a], lpb = pad_len(sb->len[b]);
     double tot = 0;
     for (int l = 0; l < sa->L; l++)
-        for (int kh = 0; kh < c->n_kv_heads; kh++)
-            for (int i = 0; i < sa->len[a]; i++) {
-                const float *ki = krow(sa, sa->off[a] + i, l) + (size_t)kh * hd, *vi = ki + KV;
-                for (int j = 0; j < sb->len[b]; j++) {
-                    const float *kj = krow(sb, sb->off[b] + j, l) + (size_t)kh * hd, *vj = kj + KV;
-                    tot += (double)dotf(ki, kj, hd) * dotf(vi, vj, hd);
+        for (int kh = 0; kh < c->n_kv_heads; kh++) {
+            const float *Ka = kv_block(sa, a, l, 0, kh, hd), *Va = kv_block(sa, a, l, 1, kh, hd);
+            const float *Kb = kv_block(sb, b, l, 0, kh, hd), *Vb = kv_block(sb, b, l, 1, kh, hd);
+            int lpa = pad_len(la);
+            for (int i = 0; i < la; i++)
+                for (int j0 = 0; j0 < lpb; j0 += EF_W) {
+                    /* (k_i.k_j)(v_i.v_j) for EF_W tokens j of b at once; b's pad columns are 0 */
+                    ef_v8 kk = {0}, vv = {0};
+                    for (int d = 0; d < hd; d++) {
+                        ef_v8 kb, vb;
+                        memcpy(&kb, Kb + (size_t)d * lpb + j0, sizeof kb);
+                        memcpy(&vb, Vb + (size_t)d * lpb + j0, sizeof vb);
+                        kk += Ka[(size_t)d * lpa + i] * kb;
+                        vv += Va[(size_t)d * lpa + i] * vb;
+                    }
+                    for (int w = 0; w < EF_W; w++) tot += (double)kk[w] * vv[w];
                 }
-            }
+        }
     return tot / hd;
 }
 
@@ -120,7 +162,8 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return lrgd_fail(LRGD_E_INVALID, "store: token %d outside 0..%d", tokens[i], c->vocab_size - 1);
-    LRGD_TRY(grow(s, n));
+    int lp = pad_len(n);
+    LRGD_TRY(grow(s, lp));
     LRGD_TRY(ef_capture_reserve(e, n));
     float *embd = NULL;
     if (noise) {
@@ -139,7 +182,7 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     lrgd_free(embd);
     LRGD_TRY(st);
 
-    int idx = s->n, r0 = s->n_rows, KV = s->KV;
+    int idx = s->n, r0 = s->n_rows, KV = s->KV, hd = c->head_dim, KVH = c->n_kv_heads;
     /* plausibility: mean log-likelihood of the item tokens, each from the row before it */
     const lrgd_prompt_vocab *v = &e->v;
     double sum = 0;
@@ -150,35 +193,47 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
         sum += ef_item_logp(e, lg, tokens[j]);
         cnt++;
     }
-    /* keys end-aligned: rotate from position ni + j to j - n (the token after d is position 0) */
+    /* keys end-aligned: rotate from position ni + j to j - n (the token after d is position 0);
+     * then every row goes in as a column (see kv_block) */
+    float *blk = s->kv + (size_t)r0 * s->L * 2 * KV, *row = malloc(2 * (size_t)KV * sizeof *row);
+    if (!row) return lrgd_fail(LRGD_E_NOMEM, "store: out of memory");
+    memset(blk, 0, (size_t)lp * s->L * 2 * KV * sizeof(float));
     for (int l = 0; l < s->L; l++)
         for (int j = 0; j < n; j++) {
-            float *dst = s->kv + ((size_t)(r0 + j) * s->L + l) * 2 * KV;
-            memcpy(dst, e->cap.k + ((size_t)l * n + j) * KV, (size_t)KV * sizeof(float));
-            memcpy(dst + KV, e->cap.v + ((size_t)l * n + j) * KV, (size_t)KV * sizeof(float));
-            lrgd_rope(dst, 1, c->n_kv_heads, c->head_dim, ni + n, NULL, c->rope_base, c->rope_type, -1);
+            memcpy(row, e->cap.k + ((size_t)l * n + j) * KV, (size_t)KV * sizeof(float));
+            memcpy(row + KV, e->cap.v + ((size_t)l * n + j) * KV, (size_t)KV * sizeof(float));
+            lrgd_rope(row, 1, KVH, hd, ni + n, NULL, c->rope_base, c->rope_type, -1);
+            for (int part = 0; part < 2; part++)
+                for (int kh = 0; kh < KVH; kh++) {
+                    float *dst = blk + (((size_t)l * 2 + part) * KVH + kh) * hd * lp;
+                    const float *src = row + (size_t)part * KV + (size_t)kh * hd;
+                    for (int d = 0; d < hd; d++) dst[(size_t)d * lp + j] = src[d];
+                }
         }
+    free(row);
     memcpy(s->tok + r0, tokens, (size_t)n * sizeof(int));
     s->off[idx] = r0;
     s->len[idx] = n;
     s->plaus[idx] = !s->plaus_on ? NAN : cnt ? sum / cnt : 0.0;
-    s->n_rows += n;
+    s->n_rows += lp;
     s->n++;
     s->self[idx] = lrgd_store_inner(s, idx, s, idx);
     if (!isfinite(s->self[idx]) || (s->plaus_on && !isfinite(s->plaus[idx]))) {
         s->n--;
-        s->n_rows -= n;
+        s->n_rows -= lp;
         return lrgd_fail(LRGD_E_NUMERIC, "store: the demonstration's keys/values are not finite");
     }
     if (id) *id = idx;
     return LRGD_OK;
 }
 
-/* Effect_D of one entry (see lrgd/effect.h for the two forms). */
+/* Effect_D of one entry (see lrgd/effect.h for the two forms): the
+ * reference, term by term as the formula reads, in double. */
 double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double eps)
 {
-    int H = p->H, hd = p->hd, group = p->H / p->KVH, KV = s->KV, len = s->len[id], r0 = s->off[id], M = p->n_rows;
-    float scale = 1.0f / sqrtf((float)hd);
+    int H = p->H, hd = p->hd, group = p->H / p->KVH, len = s->len[id], M = p->n_rows;
+    float scale = 1.0f / sqrtf((float)hd), k[1024], v[1024];
+    if (hd > 1024) return NAN;
     double eff = 0;
     for (int l = 0; l < p->L; l++)
         for (int r = 0; r < M; r++)
@@ -190,7 +245,8 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
                 if (p->attn == LRGD_ATTN_LINEAR) {
                     acc = 0;
                     for (int i = 0; i < len; i++) {
-                        const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
+                        kv_col(s, id, l, 0, kh, hd, i, k);
+                        kv_col(s, id, l, 1, kh, hd, i, v);
                         acc += (double)(dotf(k, q, hd) * scale) * dotf(v, g, hd);
                     }
                     acc *= eps;
@@ -199,7 +255,8 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
                      * maximum of the exponents (0 stands for the "1") so that nothing overflows */
                     double lse = p->lse[qi] - log(eps), go = p->go[qi], num = 0, den = 1, mx = 0;
                     for (int i = 0; i < len; i++) {
-                        const float *k = krow(s, r0 + i, l) + (size_t)kh * hd, *v = k + KV;
+                        kv_col(s, id, l, 0, kh, hd, i, k);
+                        kv_col(s, id, l, 1, kh, hd, i, v);
                         double x = (double)(dotf(k, q, hd) * scale) - lse;
                         if (x > mx) {
                             double f = exp(mx - x);
@@ -218,22 +275,236 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
     return eff;
 }
 
+/* ---- fast scoring -------------------------------------------------------------
+ *
+ * lrgd_effect_score computes ef_score_scaled(eps = 1) for many entries
+ * against one probe, arranged for speed:
+ *  - the probe is packed once per call: for each (layer, kv head) the J =
+ *    group * n_rows query vectors that read it, next to their g, log Z and
+ *    g.o;
+ *  - per (layer, kv head) of an entry, s_j = K q_j / sqrt(dh) and
+ *    t_j = V g_j for all of the entry's tokens at once: head_dim vector FMAs
+ *    over the tokens (the K^T / V^T columns of kv_block), two query vectors
+ *    per pass over 16 columns, so no horizontal sums and 8 independent
+ *    accumulators;
+ *  - the softmax split takes the maximum first and then one vectorized pass
+ *    of tm_expf (relative error ~2e-7) instead of a running maximum with a
+ *    double exp per key, all in float (s - log Z is a float difference that
+ *    is exact where it matters, near 0); the sum over layers and heads is
+ *    double.
+ * Scratch comes from the caller: nothing is allocated per pair.
+ * tests/test_effect_fast.c checks it against ef_score_scaled. */
+typedef struct ef_packed {
+    int L, KVH, J, hd, linear;
+    float *q, *g;     /* [L][KVH][J][hd] */
+    float *lse;       /* [L][KVH][J] */
+    double *go;       /* [L][KVH][J] */
+} ef_packed;
+
+static void packed_free(ef_packed *k)
+{
+    lrgd_free(k->q);
+    lrgd_free(k->g);
+    lrgd_free(k->lse);
+    lrgd_free(k->go);
+}
+
+static lrgd_status packed_make(const lrgd_probe *p, ef_packed *k)
+{
+    memset(k, 0, sizeof *k);
+    int group = p->H / p->KVH, M = p->n_rows, hd = p->hd;
+    k->L = p->L;
+    k->KVH = p->KVH;
+    k->J = group * M;
+    k->hd = hd;
+    k->linear = p->attn == LRGD_ATTN_LINEAR;
+    size_t nj = (size_t)p->L * p->KVH * k->J;
+    k->q = lrgd_alloc_n(nj * hd, sizeof(float));
+    k->g = lrgd_alloc_n(nj * hd, sizeof(float));
+    k->lse = lrgd_alloc_n(nj, sizeof(float));
+    k->go = lrgd_alloc_n(nj, sizeof(double));
+    if (!k->q || !k->g || !k->lse || !k->go) {
+        packed_free(k);
+        return lrgd_fail(LRGD_E_NOMEM, "effect: out of memory for a packed probe");
+    }
+    for (int l = 0; l < p->L; l++)
+        for (int r = 0; r < M; r++)
+            for (int h = 0; h < p->H; h++) {
+                int kh = h / group, j = r * group + h % group;
+                size_t qi = ((size_t)l * M + r) * p->H + h, pj = ((size_t)l * p->KVH + kh) * k->J + (size_t)j;
+                memcpy(k->q + pj * hd, p->q + qi * hd, (size_t)hd * sizeof(float));
+                memcpy(k->g + pj * hd, p->g + qi * hd, (size_t)hd * sizeof(float));
+                k->lse[pj] = p->lse[qi];
+                k->go[pj] = p->go[qi];
+            }
+    return LRGD_OK;
+}
+
+/* S[j][lp] = scale * K q_j, T[j][lp] = V g_j for the nj (1 or 2) query
+ * vectors q, g (stride hd) against the columns Kt, Vt ([hd][lp]): for each
+ * feature d, one load of 16 (then 8) columns of K and of V, four broadcasts
+ * and eight multiply-adds into independent accumulators. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* ISO C mode keeps GCC from fusing a*b+c; one rounding instead of two is
+ * still float rounding (clang fuses within an expression by default) */
+__attribute__((optimize("fp-contract=fast")))
+#endif
+static void kv_scores(const float *Kt, const float *Vt, int hd, int lp, const float *q, const float *g, int nj,
+                      float scale, float *S, float *T)
+{
+    const float *q1 = nj > 1 ? q + hd : q, *g1 = nj > 1 ? g + hd : g;
+    int i0 = 0;
+    for (; i0 + 2 * EF_W <= lp; i0 += 2 * EF_W) {
+        ef_v8 s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0}, t0a = {0}, t0b = {0}, t1a = {0}, t1b = {0};
+        for (int d = 0; d < hd; d++) {
+            ef_v8 ka, kb, va, vb;
+            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
+            memcpy(&kb, Kt + (size_t)d * lp + i0 + EF_W, sizeof kb);
+            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
+            memcpy(&vb, Vt + (size_t)d * lp + i0 + EF_W, sizeof vb);
+            s0a += q[d] * ka;
+            s0b += q[d] * kb;
+            s1a += q1[d] * ka;
+            s1b += q1[d] * kb;
+            t0a += g[d] * va;
+            t0b += g[d] * vb;
+            t1a += g1[d] * va;
+            t1b += g1[d] * vb;
+        }
+        s0a *= scale;
+        s0b *= scale;
+        memcpy(S + i0, &s0a, sizeof s0a);
+        memcpy(S + i0 + EF_W, &s0b, sizeof s0b);
+        memcpy(T + i0, &t0a, sizeof t0a);
+        memcpy(T + i0 + EF_W, &t0b, sizeof t0b);
+        if (nj > 1) {
+            s1a *= scale;
+            s1b *= scale;
+            memcpy(S + lp + i0, &s1a, sizeof s1a);
+            memcpy(S + lp + i0 + EF_W, &s1b, sizeof s1b);
+            memcpy(T + lp + i0, &t1a, sizeof t1a);
+            memcpy(T + lp + i0 + EF_W, &t1b, sizeof t1b);
+        }
+    }
+    if (i0 < lp) { /* the last 8 columns */
+        ef_v8 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0};
+        for (int d = 0; d < hd; d++) {
+            ef_v8 ka, va;
+            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
+            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
+            s0 += q[d] * ka;
+            s1 += q1[d] * ka;
+            t0 += g[d] * va;
+            t1 += g1[d] * va;
+        }
+        s0 *= scale;
+        memcpy(S + i0, &s0, sizeof s0);
+        memcpy(T + i0, &t0, sizeof t0);
+        if (nj > 1) {
+            s1 *= scale;
+            memcpy(S + lp + i0, &s1, sizeof s1);
+            memcpy(T + lp + i0, &t1, sizeof t1);
+        }
+    }
+}
+
+static inline float hsum8(ef_v8 v)
+{
+    float s = 0;
+    for (int w = 0; w < EF_W; w++) s += v[w];
+    return s;
+}
+
+/* Effect_D of one entry; sc: scratch of 4 * pad_len(len) floats. */
+static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float *sc)
+{
+    int J = k->J, hd = k->hd, len = s->len[id], lp = pad_len(len);
+    float *S = sc, *T = sc + 2 * (size_t)lp, scale = 1.0f / sqrtf((float)hd);
+    double eff = 0;
+    for (int l = 0; l < k->L; l++)
+        for (int kh = 0; kh < k->KVH; kh++) {
+            const float *Kt = kv_block(s, id, l, 0, kh, hd), *Vt = kv_block(s, id, l, 1, kh, hd);
+            size_t pj = ((size_t)l * k->KVH + kh) * J;
+            for (int j0 = 0; j0 < J; j0 += 2) {
+                int nj = J - j0 < 2 ? J - j0 : 2;
+                kv_scores(Kt, Vt, hd, lp, k->q + (pj + j0) * hd, k->g + (pj + j0) * hd, nj, scale, S, T);
+                for (int jj = 0; jj < nj; jj++) {
+                    const float *sj = S + (size_t)jj * lp, *tj = T + (size_t)jj * lp;
+                    /* in vectors of 8 columns (lp is a multiple of 8); a pad has s = t = 0, so the
+                     * linear sum needs no mask and the softmax masks it */
+                    ef_v8 av = {0}, bv = {0};
+                    float acc;
+                    if (k->linear) {
+                        for (int i0 = 0; i0 < lp; i0 += EF_W) {
+                            ef_v8 sv, tv;
+                            memcpy(&sv, sj + i0, sizeof sv);
+                            memcpy(&tv, tj + i0, sizeof tv);
+                            av += sv * tv;
+                        }
+                        acc = hsum8(av);
+                    } else {
+                        /* sum_i e_i (t_i - g.o) / (1 + sum_i e_i), e_i = exp(s_i - log Z), scaled by
+                         * exp(-max(0, max_i(s_i - log Z))) so that nothing overflows */
+                        float lse = k->lse[pj + j0 + jj], go = (float)k->go[pj + j0 + jj], mx = 0, m8[EF_W] = {0};
+                        for (int i0 = 0; i0 < lp; i0 += EF_W)
+                            for (int w = 0; w < EF_W; w++) {
+                                float x = sj[i0 + w] - lse;
+                                x = i0 + w < len ? x : 0.0f;
+                                m8[w] = x > m8[w] ? x : m8[w];
+                            }
+                        for (int w = 0; w < EF_W; w++) mx = m8[w] > mx ? m8[w] : mx;
+                        for (int i0 = 0; i0 < lp; i0 += EF_W) {
+                            float e8[EF_W];
+                            for (int w = 0; w < EF_W; w++) {
+                                float ei = tm_expf((sj[i0 + w] - lse) - mx);
+                                e8[w] = i0 + w < len ? ei : 0.0f;
+                            }
+                            ef_v8 ev, tv;
+                            memcpy(&ev, e8, sizeof ev);
+                            memcpy(&tv, tj + i0, sizeof tv);
+                            av += ev * (tv - go);
+                            bv += ev;
+                        }
+                        acc = hsum8(av) / (hsum8(bv) + tm_expf(-mx));
+                    }
+                    eff -= acc;
+                }
+            }
+        }
+    return eff;
+}
+
 lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const int *ids, int n, double *effect,
                               double *per_token)
 {
     if (p->L != s->L || p->KVH * p->hd != s->KV)
         return lrgd_fail(LRGD_E_INVALID, "effect: the probe and the store come from different models");
-    for (int i = 0; i < n; i++)
+    int max_len = 1;
+    for (int i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= s->n)
             return lrgd_fail(LRGD_E_INVALID, "effect: entry %d outside 0..%d", ids[i], s->n - 1);
+        if (s->len[ids[i]] > max_len) max_len = s->len[ids[i]];
+    }
+    if (n <= 0) return LRGD_OK;
+    ef_packed k;
+    LRGD_TRY(packed_make(p, &k));
+    int par = n >= 256 && lrgd_get_threads() > 1, nth = par ? lrgd_get_threads() : 1;
+    size_t per = 4 * (size_t)pad_len(max_len);
+    float *scratch = lrgd_alloc_n(per * (size_t)nth, sizeof(float));
+    if (!scratch) {
+        packed_free(&k);
+        return lrgd_fail(LRGD_E_NOMEM, "effect: out of memory for scoring scratch");
+    }
     int bad = 0;
-#pragma omp parallel for schedule(static) if (n >= 256) reduction(| : bad)
+#pragma omp parallel for schedule(static) if (par) num_threads(nth) reduction(| : bad)
     for (int i = 0; i < n; i++) {
-        double v = ef_score_scaled(s, ids[i], p, 1.0);
+        double v = score_fast(s, ids[i], &k, scratch + per * (size_t)omp_get_thread_num());
         effect[i] = v;
         if (per_token) per_token[i] = v / s->len[ids[i]];
         bad |= !isfinite(v);
     }
+    lrgd_free(scratch);
+    packed_free(&k);
     if (bad) return lrgd_fail(LRGD_E_NUMERIC, "effect: a score is not finite");
     return LRGD_OK;
 }
