@@ -1949,8 +1949,9 @@ int cmd_experiment(int argc, char **argv)
     if (st == LRGD_OK) st = stage_dual(&x);
     if (st == LRGD_OK && x.dist) st = lrgd_dist_map_finish(&x.dm);
     double secs = lrgd_now() - t0;
-    if (!rank0()) { /* rank 0 writes every output */
+    if (!rank0()) { /* rank 0 writes every output; wait for it asleep (MPI_Finalize would spin) */
         free_run(&x);
+        if (st == LRGD_OK) st = lrgd_dist_barrier();
         return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
     }
     if (st == LRGD_OK) st = write_out(&x, "results.json", write_json, secs);
@@ -1979,6 +1980,7 @@ int cmd_experiment(int argc, char **argv)
         fprintf(f, "E3 slope %.3f; report: %s/report.html (%.1f s)\n", x.e3_slope, c->out, secs);
     }
     free_run(&x);
+    if (st == LRGD_OK) st = lrgd_dist_barrier(); /* the others wait for the outputs */
     /* under MPI a failure stops every rank (they may wait in a collective) */
     if (st != LRGD_OK) return lrgd_dist_fail(CMD, st);
     return CLI_OK;

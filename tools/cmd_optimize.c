@@ -613,6 +613,8 @@ done:
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
     lrgd_dist_map_free(&dm);
+    /* the other ranks wait asleep until rank 0 has written the outputs (MPI_Finalize would spin) */
+    if (st == LRGD_OK) st = lrgd_dist_barrier();
     /* under MPI a failure stops every rank (they may wait in a collective) */
     return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
 }
