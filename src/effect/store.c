@@ -52,11 +52,14 @@ double lrgd_store_plaus(const lrgd_store *s, int id) { return id >= 0 && id < s-
  * i.e. the entry's keys as columns (K^T): feature d of all its tokens is
  * contiguous, so a query's scores against every token of the entry are
  * head_dim vector FMAs over the tokens (no horizontal sums), and the pad
- * columns (zeros) round each row up to whole vectors. */
-#define EF_W 8 /* floats per vector of the scoring kernels (and the column padding) */
+ * columns (zeros) round each row up to half vectors. */
+#define EF_W 8   /* floats per vector of the scoring kernels */
+#define EF_PAD 4 /* column padding: a last half vector (demonstrations are short: 40% of 8-padded columns were pads) */
 typedef float ef_v8 __attribute__((vector_size(EF_W * sizeof(float))));
+typedef float ef_v4 __attribute__((vector_size(EF_PAD * sizeof(float))));
 
-static inline int pad_len(int len) { return (len + EF_W - 1) / EF_W * EF_W; }
+static inline int pad_len(int len) { return (len + EF_PAD - 1) / EF_PAD * EF_PAD; }
+static inline int pad8(int n) { return (n + EF_W - 1) / EF_W * EF_W; }
 
 /* Head kh's K^T (part 0) or V^T (part 1) at layer l of entry id: [head_dim][pad_len]. */
 static inline const float *kv_block(const lrgd_store *s, int id, int l, int part, int kh, int hd)
@@ -134,17 +137,17 @@ double lrgd_store_inner(const lrgd_store *sa, int a, const lrgd_store *sb, int b
             const float *Kb = kv_block(sb, b, l, 0, kh, hd), *Vb = kv_block(sb, b, l, 1, kh, hd);
             int lpa = pad_len(la);
             for (int i = 0; i < la; i++)
-                for (int j0 = 0; j0 < lpb; j0 += EF_W) {
-                    /* (k_i.k_j)(v_i.v_j) for EF_W tokens j of b at once; b's pad columns are 0 */
-                    ef_v8 kk = {0}, vv = {0};
+                for (int j0 = 0; j0 < lpb; j0 += EF_PAD) {
+                    /* (k_i.k_j)(v_i.v_j) for 4 tokens j of b at once; b's pad columns are 0 */
+                    ef_v4 kk = {0}, vv = {0};
                     for (int d = 0; d < hd; d++) {
-                        ef_v8 kb, vb;
+                        ef_v4 kb, vb;
                         memcpy(&kb, Kb + (size_t)d * lpb + j0, sizeof kb);
                         memcpy(&vb, Vb + (size_t)d * lpb + j0, sizeof vb);
                         kk += Ka[(size_t)d * lpa + i] * kb;
                         vv += Va[(size_t)d * lpa + i] * vb;
                     }
-                    for (int w = 0; w < EF_W; w++) tot += (double)kk[w] * vv[w];
+                    for (int w = 0; w < EF_PAD; w++) tot += (double)kk[w] * vv[w];
                 }
         }
     return tot / hd;
@@ -340,10 +343,11 @@ static lrgd_status packed_make(const lrgd_probe *p, ef_packed *k)
     return LRGD_OK;
 }
 
-/* S[j][lp] = scale * K q_j, T[j][lp] = V g_j for the nj (1 or 2) query
- * vectors q, g (stride hd) against the columns Kt, Vt ([hd][lp]): for each
- * feature d, one load of 16 (then 8) columns of K and of V, four broadcasts
- * and eight multiply-adds into independent accumulators. */
+/* S[j][.] = scale * K q_j, T[j][.] = V g_j (rows of stride ls = pad8(lp))
+ * for the nj (1 or 2) query vectors q, g (stride hd) against the columns Kt,
+ * Vt ([hd][lp]): for each feature d, one load of 16 (then 8, then 4)
+ * columns of K and of V, four broadcasts and eight multiply-adds into
+ * independent accumulators. Columns lp..ls-1 of S and T are set to 0. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* ISO C mode keeps GCC from fusing a*b+c; one rounding instead of two is
  * still float rounding (clang fuses within an expression by default) */
@@ -352,6 +356,7 @@ __attribute__((optimize("fp-contract=fast")))
 static void kv_scores(const float *Kt, const float *Vt, int hd, int lp, const float *q, const float *g, int nj,
                       float scale, float *S, float *T)
 {
+    int ls = pad8(lp);
     const float *q1 = nj > 1 ? q + hd : q, *g1 = nj > 1 ? g + hd : g;
     int i0 = 0;
     for (; i0 + 2 * EF_W <= lp; i0 += 2 * EF_W) {
@@ -380,13 +385,13 @@ static void kv_scores(const float *Kt, const float *Vt, int hd, int lp, const fl
         if (nj > 1) {
             s1a *= scale;
             s1b *= scale;
-            memcpy(S + lp + i0, &s1a, sizeof s1a);
-            memcpy(S + lp + i0 + EF_W, &s1b, sizeof s1b);
-            memcpy(T + lp + i0, &t1a, sizeof t1a);
-            memcpy(T + lp + i0 + EF_W, &t1b, sizeof t1b);
+            memcpy(S + ls + i0, &s1a, sizeof s1a);
+            memcpy(S + ls + i0 + EF_W, &s1b, sizeof s1b);
+            memcpy(T + ls + i0, &t1a, sizeof t1a);
+            memcpy(T + ls + i0 + EF_W, &t1b, sizeof t1b);
         }
     }
-    if (i0 < lp) { /* the last 8 columns */
+    if (i0 + EF_W <= lp) { /* 8 more columns */
         ef_v8 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0};
         for (int d = 0; d < hd; d++) {
             ef_v8 ka, va;
@@ -402,8 +407,29 @@ static void kv_scores(const float *Kt, const float *Vt, int hd, int lp, const fl
         memcpy(T + i0, &t0, sizeof t0);
         if (nj > 1) {
             s1 *= scale;
-            memcpy(S + lp + i0, &s1, sizeof s1);
-            memcpy(T + lp + i0, &t1, sizeof t1);
+            memcpy(S + ls + i0, &s1, sizeof s1);
+            memcpy(T + ls + i0, &t1, sizeof t1);
+        }
+        i0 += EF_W;
+    }
+    if (i0 < lp) { /* the last 4 columns, and 4 zeros after them */
+        ef_v4 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}, z = {0};
+        for (int d = 0; d < hd; d++) {
+            ef_v4 ka, va;
+            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
+            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
+            s0 += q[d] * ka;
+            s1 += q1[d] * ka;
+            t0 += g[d] * va;
+            t1 += g1[d] * va;
+        }
+        s0 *= scale;
+        s1 *= scale;
+        for (int j = 0; j < nj; j++) {
+            memcpy(S + (size_t)j * ls + i0, j ? &s1 : &s0, sizeof s0);
+            memcpy(T + (size_t)j * ls + i0, j ? &t1 : &t0, sizeof t0);
+            memcpy(S + (size_t)j * ls + i0 + EF_PAD, &z, sizeof z);
+            memcpy(T + (size_t)j * ls + i0 + EF_PAD, &z, sizeof z);
         }
     }
 }
@@ -415,11 +441,11 @@ static inline float hsum8(ef_v8 v)
     return s;
 }
 
-/* Effect_D of one entry; sc: scratch of 4 * pad_len(len) floats. */
+/* Effect_D of one entry; sc: scratch of 4 * pad8(pad_len(len)) floats. */
 static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float *sc)
 {
-    int J = k->J, hd = k->hd, len = s->len[id], lp = pad_len(len);
-    float *S = sc, *T = sc + 2 * (size_t)lp, scale = 1.0f / sqrtf((float)hd);
+    int J = k->J, hd = k->hd, len = s->len[id], lp = pad_len(len), ls = pad8(lp);
+    float *S = sc, *T = sc + 2 * (size_t)ls, scale = 1.0f / sqrtf((float)hd);
     double eff = 0;
     for (int l = 0; l < k->L; l++)
         for (int kh = 0; kh < k->KVH; kh++) {
@@ -429,13 +455,13 @@ static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float 
                 int nj = J - j0 < 2 ? J - j0 : 2;
                 kv_scores(Kt, Vt, hd, lp, k->q + (pj + j0) * hd, k->g + (pj + j0) * hd, nj, scale, S, T);
                 for (int jj = 0; jj < nj; jj++) {
-                    const float *sj = S + (size_t)jj * lp, *tj = T + (size_t)jj * lp;
-                    /* in vectors of 8 columns (lp is a multiple of 8); a pad has s = t = 0, so the
+                    const float *sj = S + (size_t)jj * ls, *tj = T + (size_t)jj * ls;
+                    /* in vectors of 8 columns (ls is a multiple of 8); a pad has s = t = 0, so the
                      * linear sum needs no mask and the softmax masks it */
                     ef_v8 av = {0}, bv = {0};
                     float acc;
                     if (k->linear) {
-                        for (int i0 = 0; i0 < lp; i0 += EF_W) {
+                        for (int i0 = 0; i0 < ls; i0 += EF_W) {
                             ef_v8 sv, tv;
                             memcpy(&sv, sj + i0, sizeof sv);
                             memcpy(&tv, tj + i0, sizeof tv);
@@ -446,14 +472,14 @@ static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float 
                         /* sum_i e_i (t_i - g.o) / (1 + sum_i e_i), e_i = exp(s_i - log Z), scaled by
                          * exp(-max(0, max_i(s_i - log Z))) so that nothing overflows */
                         float lse = k->lse[pj + j0 + jj], go = (float)k->go[pj + j0 + jj], mx = 0, m8[EF_W] = {0};
-                        for (int i0 = 0; i0 < lp; i0 += EF_W)
+                        for (int i0 = 0; i0 < ls; i0 += EF_W)
                             for (int w = 0; w < EF_W; w++) {
                                 float x = sj[i0 + w] - lse;
                                 x = i0 + w < len ? x : 0.0f;
                                 m8[w] = x > m8[w] ? x : m8[w];
                             }
                         for (int w = 0; w < EF_W; w++) mx = m8[w] > mx ? m8[w] : mx;
-                        for (int i0 = 0; i0 < lp; i0 += EF_W) {
+                        for (int i0 = 0; i0 < ls; i0 += EF_W) {
                             float e8[EF_W];
                             for (int w = 0; w < EF_W; w++) {
                                 float ei = tm_expf((sj[i0 + w] - lse) - mx);
@@ -489,7 +515,7 @@ lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const in
     ef_packed k;
     LRGD_TRY(packed_make(p, &k));
     int par = n >= 256 && lrgd_get_threads() > 1, nth = par ? lrgd_get_threads() : 1;
-    size_t per = 4 * (size_t)pad_len(max_len);
+    size_t per = 4 * (size_t)pad8(pad_len(max_len));
     float *scratch = lrgd_alloc_n(per * (size_t)nth, sizeof(float));
     if (!scratch) {
         packed_free(&k);
@@ -498,6 +524,11 @@ lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const in
     int bad = 0;
 #pragma omp parallel for schedule(static) if (par) num_threads(nth) reduction(| : bad)
     for (int i = 0; i < n; i++) {
+        if (i + 1 < n) { /* the next entry's block: a jump the hardware prefetcher cannot foresee */
+            const char *nb = (const char *)kv_block(s, ids[i + 1], 0, 0, 0, k.hd);
+            size_t bytes = (size_t)pad_len(s->len[ids[i + 1]]) * s->L * 2 * s->KV * sizeof(float);
+            for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(nb + o);
+        }
         double v = score_fast(s, ids[i], &k, scratch + per * (size_t)omp_get_thread_num());
         effect[i] = v;
         if (per_token) per_token[i] = v / s->len[ids[i]];
