@@ -6,11 +6,13 @@
 # when the node-llama-cpp install is missing and cannot be made) it runs lrgd alone and says so.
 #
 # usage: bench/run.sh [--out FILE] [--no-peer] [--peer-kv f32|f16] [--peer-flash off|auto|on]
-#                     [--rec-model FILE] [-- lrgd bench options...]
+#                     [--peer-timeout S] [--rec-model FILE] [-- lrgd bench options...]
 #   --out FILE        merged JSON (default bench/results/<date>-<time>.json)
 #   --no-peer         lrgd only
 #   --peer-kv, --peer-flash   llama.cpp's KV cache type and flash attention (default f32 and off:
 #                     the arithmetic lrgd does; llama.cpp's own defaults are f16 and auto)
+#   --peer-timeout S  seconds llama.cpp may take per file (default 600; ggml spins at its thread
+#                     barriers, so a 2-thread run on an overloaded machine can take many minutes)
 #   --rec-model FILE  the embedded recommendation model, trained by `lrgd train` on $DATA
 #                     (default: one epoch of `lrgd train` on $DATA, made here; its speed is
 #                     that of any model of its shape)
@@ -28,7 +30,7 @@ say() { echo "bench/run.sh: $*" >&2; }
 BIN=${LRGD_BIN:-$here/build/lrgd}
 SHARED=${LRGD_SHARED:-$here/../shared}
 DATA=${DATA:-$SHARED/datasets/amazon/Beauty.txt}
-OUT="" PEER=1 KV=f32 FLASH=off REC=""
+OUT="" PEER=1 KV=f32 FLASH=off REC="" PTIME=600
 cmdline=$(printf '%q ' "$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -37,13 +39,15 @@ while [ $# -gt 0 ]; do
     --peer-kv) KV=${2:?--peer-kv needs f32 or f16}; shift 2 ;;
     --peer-flash) FLASH=${2:?--peer-flash needs off, auto or on}; shift 2 ;;
     --rec-model) REC=${2:?--rec-model needs a file}; shift 2 ;;
+    --peer-timeout) PTIME=${2:?--peer-timeout needs seconds}; shift 2 ;;
     --) shift; break ;;
-    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -u$/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument '$1' (see --help)"; exit 2 ;;
     esac
 done
 case $KV in f32 | f16) ;; *) say "--peer-kv: '$KV' is not f32 or f16"; exit 2 ;; esac
 case $FLASH in off | auto | on) ;; *) say "--peer-flash: '$FLASH' is not off, auto or on"; exit 2 ;; esac
+[[ $PTIME =~ ^[1-9][0-9]*$ ]] || { say "--peer-timeout: '$PTIME' is not a whole number of seconds >= 1"; exit 2; }
 [ -x "$BIN" ] || { say "no lrgd binary at $BIN (set LRGD_BIN)"; exit 2; }
 [ -n "$OUT" ] || { mkdir -p "$here/bench/results" && OUT=$here/bench/results/$(date +%Y-%m-%d-%H%M%S).json; } || exit 1
 
@@ -85,7 +89,7 @@ if [ -z "$peer_why" ] && grep -q '"forward"' "$W/lrgd.json"; then
         "$(printf '%s' "$cmdline" | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0, "utf8")))')" \
         "$(date -Iseconds)" "$load0" "$load1" > "$W/meta.json"
     node "$here/bench/llamacpp/compare-bench.mjs" --lrgd "$W/lrgd.json" --out "$OUT" --kv "$KV" --flash "$FLASH" \
-        --meta "$W/meta.json" --work "$W"
+        --timeout "$PTIME" --meta "$W/meta.json" --work "$W"
     rc=$?
     echo "== llama.cpp done (load average $(load)); ratios: lrgd tokens/s over llama.cpp tokens/s, each measured once"
     [ $rc -eq 0 ] || say "llama.cpp failed on some files (their ratios are null)"

@@ -6,29 +6,32 @@
 // process per row, so each row gets a fresh llama.cpp with nothing left over from the last.
 //
 // usage: node compare-bench.mjs --lrgd LRGD.json --out MERGED.json [--kv f32|f16] [--flash off|auto|on]
-//        [--meta META.json] [--work DIR]
-//   --meta  a JSON object merged into the output's top level (run.sh: command line, uptime)
+//        [--meta META.json] [--work DIR] [--timeout S]
+//   --meta     a JSON object merged into the output's top level (run.sh: command line, uptime)
+//   --timeout  seconds one file may take (default 600): ggml spins at its thread barriers, and on an
+//              overloaded machine a 2-thread run can take minutes; past it the row is an error
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-const usage = "usage: node compare-bench.mjs --lrgd LRGD.json --out MERGED.json [--kv f32|f16] [--flash off|auto|on] [--meta META.json] [--work DIR]\n";
+const usage = "usage: node compare-bench.mjs --lrgd LRGD.json --out MERGED.json [--kv f32|f16] [--flash off|auto|on] [--meta META.json] [--work DIR] [--timeout S]\n";
 function die(msg, code = 2) { process.stderr.write(`compare-bench.mjs: ${msg}\n`); process.exit(code); }
 
-const o = { kv: "f32", flash: "off" };
+const o = { kv: "f32", flash: "off", timeout: "600" };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "-h" || a === "--help") { process.stdout.write(usage); process.exit(0); }
-    if (!["--lrgd", "--out", "--kv", "--flash", "--meta", "--work"].includes(a)) die(`unknown argument '${a}'\n${usage}`);
+    if (!["--lrgd", "--out", "--kv", "--flash", "--meta", "--work", "--timeout"].includes(a)) die(`unknown argument '${a}'\n${usage}`);
     if (i + 1 >= argv.length) die(`option ${a} needs a value`);
     o[a.slice(2)] = argv[++i];
 }
 if (!o.lrgd || !o.out) die(`--lrgd and --out are required\n${usage}`);
 if (!["f32", "f16"].includes(o.kv)) die(`--kv: '${o.kv}' is not f32 or f16`);
 if (!["off", "auto", "on"].includes(o.flash)) die(`--flash: '${o.flash}' is not off, auto or on`);
+if (!/^[0-9]+$/.test(o.timeout) || +o.timeout < 1) die(`--timeout: '${o.timeout}' is not a whole number of seconds >= 1`);
 
 let lrgd, meta = {};
 try { lrgd = JSON.parse(fs.readFileSync(o.lrgd, "utf8")); } catch (e) { die(`${o.lrgd}: ${e.message}`, 1); }
@@ -46,13 +49,17 @@ for (const [i, r] of rows.entries()) {
         "--tg", String(r.tg_tokens), "--reps", String(reps), "--kv", o.kv, "--flash", o.flash, "--json", out];
     process.stderr.write(`compare-bench: llama.cpp ${r.model} ${r.dtype} threads ${r.threads}\n`);
     const load_before = os.loadavg();
-    const p = spawnSync(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+    const p = spawnSync(process.execPath, args, {
+        stdio: ["ignore", "ignore", "inherit"], timeout: 1000 * +o.timeout, killSignal: "SIGKILL",
+        env: { ...process.env, UV_THREADPOOL_SIZE: "1" },  // so bench.mjs does not re-spawn itself: the timeout kills llama.cpp
+    });
+    const why = p.error?.code === "ETIMEDOUT" ? `timed out after ${o.timeout} s` : `exit ${p.status}`;
     let res = null;
     if (p.status === 0) try { res = JSON.parse(fs.readFileSync(out, "utf8")); } catch { res = null; }
     const entry = { model: r.model, dtype: r.dtype, threads: r.threads, file: r.file, load_before };
     if (!res) {
-        process.stderr.write(`compare-bench: llama.cpp failed on ${r.file} (exit ${p.status})\n`);
-        peer.push({ ...entry, error: `bench.mjs exit ${p.status}` });
+        process.stderr.write(`compare-bench: llama.cpp failed on ${r.file} (${why})\n`);
+        peer.push({ ...entry, error: `bench.mjs ${why}` });
         ratios.push({ model: r.model, dtype: r.dtype, threads: r.threads, pp_tokens: r.pp_tokens, tg_tokens: r.tg_tokens,
             lrgd_pp_tok_s: r.pp_tok_s, lrgd_tg_tok_s: r.tg_tok_s, llamacpp_pp_tok_s: null, llamacpp_tg_tok_s: null,
             pp_ratio: null, tg_ratio: null, pp_ratio_best: null, tg_ratio_best: null });
