@@ -715,8 +715,15 @@ lrgd_status lrgd_train(const lrgd_split *sp, const lrgd_train_opts *o, lrgd_trai
         double ndcg = 0, hr = 0, v0 = lrgd_now();
         st = validate(&tr, &ndcg, &hr);
         if (st != LRGD_OK) goto out;
-        lrgd_train_epoch le = {(int)tr.epoch + 1, ep_n ? ep_loss / ep_n : 0, ndcg, hr, train_s, lrgd_now() - v0,
-                               ep_tok / (train_s + 1e-9), 0};
+        lrgd_train_epoch le;
+        memset(&le, 0, sizeof le); /* its padding goes into the state file: defined bytes */
+        le.epoch = (int)tr.epoch + 1;
+        le.loss = ep_n ? ep_loss / ep_n : 0;
+        le.val_ndcg10 = ndcg;
+        le.val_hr10 = hr;
+        le.train_seconds = train_s;
+        le.val_seconds = lrgd_now() - v0;
+        le.tokens_per_s = ep_tok / (train_s + 1e-9);
         int improved = ndcg > tr.best_ndcg;
         le.best = improved;
         lrgd_train_epoch *nl = realloc(tr.log, (size_t)(tr.n_log + 1) * sizeof *nl);
