@@ -25,13 +25,19 @@
  *   --tg N          decoded tokens (default 128; --quick 32)
  *   --no-tg         prompt processing only
  * Like the lrgd tool it runs with OMP_WAIT_POLICY=PASSIVE unless the
- * environment sets a policy (it restarts itself once to set it). */
+ * environment sets a policy (it restarts itself once to set it). OpenBLAS
+ * picks its kernels from the CPU, or from OPENBLAS_CORETYPE when that is set:
+ * the table names the core it runs (Haswell's AVX2 kernels reach half the
+ * sgemm GFLOP/s of the AVX-512 ones on an AVX-512 machine). */
 #include "core/core.h"
+#include "core/kernels.h"
 #include "lrgd/gguf.h"
 #include "lrgd/lrgd.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { PP = 512, MAX_RESULTS = 64 };
@@ -42,6 +48,8 @@ typedef struct result {
     long long params;
     int threads, pp_tokens, tg_tokens, reps;
     double pp_best, pp_mean, tg_best, tg_mean; /* tokens/s */
+    double pp_cpu, tg_cpu;                     /* tokens per CPU second of the process (fastest rep): on a
+                                                  loaded machine, the 1-thread figure an idle one would show */
     double pp_gflop;                           /* floating-point work of one prompt, GFLOP */
     double sgemm_gflops;                       /* OpenBLAS on the FFN shape, same threads */
     double peer_pp, peer_tg, peer_pp_mean, peer_tg_mean; /* llama.cpp, 0 when not measured */
@@ -87,6 +95,13 @@ static double sgemm_gflops(int n, int D, int F)
     return best < 1e30 ? 2.0 * n * D * F / best / 1e9 : 0;
 }
 
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static int run_one(const lrgd_model *m, int threads, int reps, int tg, result *r)
 {
     const lrgd_config *c = lrgd_model_config(m);
@@ -109,22 +124,24 @@ static int run_one(const lrgd_model *m, int threads, int reps, int tg, result *r
 
     /* warm-up: page in the weights, start the thread pools */
     st = lrgd_eval(s, tok, 8, logits, 0);
-    double sum_pp = 0, sum_tg = 0, best_pp = 1e30, best_tg = 1e30;
+    double sum_pp = 0, sum_tg = 0, best_pp = 1e30, best_tg = 1e30, cpu_pp = 1e30, cpu_tg = 1e30;
     for (int rep = 0; rep < reps && st == LRGD_OK; rep++) {
         lrgd_state_truncate(s, 0);
-        double t0 = lrgd_now();
+        double t0 = lrgd_now(), c0 = cpu_now();
         st = lrgd_eval(s, tok, PP, logits, 0);
-        double t = lrgd_now() - t0;
+        double t = lrgd_now() - t0, c = cpu_now() - c0;
         sum_pp += t;
         best_pp = t < best_pp ? t : best_pp;
+        cpu_pp = c < cpu_pp ? c : cpu_pp;
     }
     for (int rep = 0; rep < reps && st == LRGD_OK && tg > 0; rep++) {
         lrgd_state_truncate(s, 0);
-        double t0 = lrgd_now();
+        double t0 = lrgd_now(), c0 = cpu_now();
         for (int i = 0; i < tg && st == LRGD_OK; i++) st = lrgd_eval(s, &tok[i % PP], 1, logits, 0);
-        double t = lrgd_now() - t0;
+        double t = lrgd_now() - t0, c = cpu_now() - c0;
         sum_tg += t;
         best_tg = t < best_tg ? t : best_tg;
+        cpu_tg = c < cpu_tg ? c : cpu_tg;
     }
     lrgd_state_free(s);
     free(tok);
@@ -142,6 +159,8 @@ static int run_one(const lrgd_model *m, int threads, int reps, int tg, result *r
     r->pp_mean = PP * reps / sum_pp;
     r->tg_best = tg > 0 ? tg / best_tg : 0;
     r->tg_mean = tg > 0 ? (double)tg * reps / sum_tg : 0;
+    r->pp_cpu = PP / cpu_pp;
+    r->tg_cpu = tg > 0 ? tg / cpu_tg : 0;
     r->pp_gflop = prompt_gflop(c, PP);
     r->sgemm_gflops = sgemm_gflops(PP, c->dim, c->hidden_dim);
     return 0;
@@ -161,7 +180,7 @@ static double json_num_in(const char *text, const char *obj, const char *key)
 /* llama.cpp on the same GGUF file, same shapes and threads. */
 static void run_peer(const char *peer_dir, const char *gguf, int threads, int reps, int tg, result *r)
 {
-    char json[4200], cmd[9000];
+    char json[4300], cmd[9000];
     snprintf(json, sizeof json, "%s.peer.json", gguf);
     snprintf(cmd, sizeof cmd,
              "node '%s/bench.mjs' --model '%s' --threads %d --pp %d --tg %d --reps %d --kv f32 --json '%s' >/dev/null",
@@ -184,7 +203,8 @@ static void run_peer(const char *peer_dir, const char *gguf, int threads, int re
 
 static void print_header(int peer)
 {
-    printf("%-20s %-5s %3s %10s %10s %7s %7s", "model", "type", "thr", "pp512 t/s", "tg t/s", "pp GF/s", "%sgemm");
+    printf("%-20s %-5s %3s %10s %10s %9s %9s %7s %7s", "model", "type", "thr", "pp512 t/s", "tg t/s", "pp t/cpus",
+           "tg t/cpus", "pp GF/s", "%sgemm");
     if (peer) printf(" %10s %10s %7s %7s", "llama pp", "llama tg", "pp x", "tg x");
     printf("   (best of reps)\n");
 }
@@ -192,8 +212,8 @@ static void print_header(int peer)
 static void print_row(const result *r)
 {
     double gf = r->pp_gflop * r->pp_best / PP;
-    printf("%-20s %-5s %3d %10.1f %10.1f %7.1f %6.0f%%", r->model, r->type, r->threads, r->pp_best, r->tg_best, gf,
-           r->sgemm_gflops > 0 ? 100 * gf / r->sgemm_gflops : 0);
+    printf("%-20s %-5s %3d %10.1f %10.1f %9.1f %9.1f %7.1f %6.0f%%", r->model, r->type, r->threads, r->pp_best,
+           r->tg_best, r->pp_cpu, r->tg_cpu, gf, r->sgemm_gflops > 0 ? 100 * gf / r->sgemm_gflops : 0);
     if (r->peer_pp > 0)
         printf(" %10.1f %10.1f %6.2fx %6.2fx", r->peer_pp, r->peer_tg, r->pp_best / r->peer_pp,
                r->peer_tg > 0 ? r->tg_best / r->peer_tg : 0);
@@ -267,6 +287,8 @@ static int write_json(const char *path, const result *r, int n, int quick, const
     lrgd_json_kstr(&j, "peer", "llama.cpp (node-llama-cpp 3.21.1, bench/llamacpp/bench.mjs), same GGUF file, F32 KV "
                                "cache, flash attention auto");
     lrgd_json_kstr(&j, "omp_wait_policy", getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "");
+    lrgd_json_kstr(&j, "openblas_core", openblas_get_corename());
+    lrgd_json_kstr(&j, "kernels", lrgd_kernels_active()->name);
     lrgd_json_key(&j, "loadavg_start");
     lrgd_json_arr_begin(&j);
     for (int i = 0; i < 3; i++) lrgd_json_num(&j, load0[i]);
@@ -284,6 +306,8 @@ static int write_json(const char *path, const result *r, int n, int quick, const
         lrgd_json_kint(&j, "pp_tokens", r[i].pp_tokens);
         lrgd_json_knum(&j, "pp_tok_s", r[i].pp_best);
         lrgd_json_knum(&j, "pp_tok_s_mean", r[i].pp_mean);
+        lrgd_json_knum(&j, "pp_tok_per_cpu_s", r[i].pp_cpu);
+        if (r[i].tg_tokens > 0) lrgd_json_knum(&j, "tg_tok_per_cpu_s", r[i].tg_cpu);
         lrgd_json_knum(&j, "pp_gflops", r[i].pp_gflop * r[i].pp_best / PP);
         lrgd_json_knum(&j, "sgemm_gflops", r[i].sgemm_gflops);
         lrgd_json_kint(&j, "tg_tokens", r[i].tg_tokens);
@@ -372,8 +396,9 @@ int main(int argc, char **argv)
     o.tmpdir = tmpdir;
     double load0[3] = {0, 0, 0};
     getloadavg(load0, 3);
-    printf("load average at start: %.2f %.2f %.2f; OMP_WAIT_POLICY=%s\n", load0[0], load0[1], load0[2],
-           getenv("OMP_WAIT_POLICY"));
+    printf("load average at start: %.2f %.2f %.2f; OMP_WAIT_POLICY=%s; OpenBLAS core %s%s; lrgd kernels %s\n",
+           load0[0], load0[1], load0[2], getenv("OMP_WAIT_POLICY"), openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : "", lrgd_kernels_active()->name);
     print_header(o.peer_dir != NULL);
 
     result res[MAX_RESULTS];

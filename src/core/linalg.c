@@ -1,7 +1,9 @@
 #include "core/core.h"
+#include "core/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 float lrgd_fp16_to_fp32(uint16_t h)
@@ -101,41 +103,130 @@ void lrgd_quantize_q8_0(const float *src, lrgd_block_q8_0 *dst, size_t n)
     }
 }
 
+/* One thread pool, not two: OpenBLAS runs single-threaded (threads.c) and
+ * GEMMs are split here over the OpenMP threads, one block of C per thread,
+ * each element computed by one sgemm call over the full K. Two pools (OpenMP
+ * workers and OpenBLAS's own pthreads) spin against each other and made 2
+ * threads slower than 1 (bench/NOTES.md). Below SGEMM_PAR_MIN multiply-adds a
+ * fork/join (microseconds with passive waiting) costs more than it saves. */
+#define SGEMM_PAR_MIN (1 << 21)
+
+/* at load: programs that never call lrgd_set_threads get one pool too */
+__attribute__((constructor)) static void linalg_init(void) { lrgd_blas_single_thread(); }
+
+static void sgemm1(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                   int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* threads for a job of `work` multiply-adds split in at most `blocks` parts */
+static int team_size(double work, double min_work, int blocks)
+{
+    if (omp_in_parallel() || work < min_work) return 1;
+    int nt = omp_get_max_threads();
+    return nt < blocks ? nt : blocks > 1 ? blocks : 1;
+}
+
 void lrgd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    int by_rows = m >= n;
+    int len = by_rows ? m : n;
+    int nt = team_size((double)m * n * k, SGEMM_PAR_MIN, len / 16);
+    if (nt <= 1) {
+        sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* blocks of whole 16-row (or column) panels */
+    int per = ((len + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int lo = t * per, hi = lo + per < len ? lo + per : len;
+        if (lo >= hi) continue;
+        if (by_rows)
+            sgemm1(trans_a, trans_b, hi - lo, n, k, alpha, trans_a ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
+                   c + (size_t)lo * ldc, ldc);
+        else
+            sgemm1(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, trans_b ? b + (size_t)lo * ldb : b + lo, ldb, beta,
+                   c + lo, ldc);
+    }
+}
+
+/* lrgd_matmul: fewer than MM_GEMM_MIN inputs (decoding) take one dot product
+ * per weight row and input, reading each row once; more go through sgemm,
+ * Q8_0 rows dequantized MM_Q8_TILE at a time into a per-thread tile. Either
+ * way the weight rows are split over the threads, and below MM_PAR_MIN
+ * multiply-adds it runs on one. Results do not depend on the thread count:
+ * a row's dot (or its column of the GEMM) is the same whichever thread has it. */
+#define MM_GEMM_MIN 4
+#define MM_PAR_MIN (1 << 18)
+#define MM_Q8_TILE 128
+
+static void matmul_dots(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, int r0, int r1,
+                        const lrgd_kernels *K)
+{
+    size_t rb = lrgd_dtype_row_bytes(w->type, (size_t)w->cols);
+    for (int r = r0; r < r1; r++) {
+        const void *row = (const unsigned char *)w->data + rb * (size_t)r;
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * w->cols;
+            float s = w->type == LRGD_F32 ? K->dot(row, xi, w->cols) : K->dot_q8_0(row, xi, w->cols / LRGD_Q8_0_BLOCK);
+            float *yo = y + (size_t)i * w->rows + r;
+            *yo = accumulate ? *yo + s : s;
+        }
+    }
+}
+
+static void matmul_gemm(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, int r0, int r1,
+                        const lrgd_kernels *K)
+{
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (w->type == LRGD_F32) {
+        sgemm1(0, 1, n, r1 - r0, w->cols, 1.0f, x, w->cols, (const float *)w->data + (size_t)r0 * w->cols, w->cols,
+               beta, y + r0, w->rows);
+        return;
+    }
+    float *tile = lrgd_alloc_n((size_t)MM_Q8_TILE * w->cols, sizeof(float));
+    if (!tile) { /* no memory for the tile: the slow exact way */
+        matmul_dots(y, x, w, n, accumulate, r0, r1, K);
+        return;
+    }
+    size_t bpr = (size_t)w->cols / LRGD_Q8_0_BLOCK; /* blocks per row */
+    for (int r = r0; r < r1; r += MM_Q8_TILE) {
+        int tr = r1 - r < MM_Q8_TILE ? r1 - r : MM_Q8_TILE;
+        K->dequant_q8_0((const lrgd_block_q8_0 *)w->data + (size_t)r * bpr, tile, (size_t)tr * bpr);
+        sgemm1(0, 1, n, tr, w->cols, 1.0f, x, w->cols, tile, w->cols, beta, y + r, w->rows);
+    }
+    lrgd_free(tile);
 }
 
 void lrgd_matmul(float *y, const float *x, const lrgd_weight *w, int n, int accumulate)
 {
-    if (w->type == LRGD_F32) {
-        if (n == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, w->rows, w->cols, 1.0f, w->data, w->cols, x, 1,
-                        accumulate ? 1.0f : 0.0f, y, 1);
-        else
-            lrgd_sgemm(0, 1, n, w->rows, w->cols, 1.0f, x, w->cols, w->data, w->cols, accumulate ? 1.0f : 0.0f,
-                       y, w->rows);
-        return;
-    }
-    /* Quantized weights: dequantize one row at a time and dot it with every input.
-     * Slow but exact to the stored values; the performance issue replaces it. */
-    size_t rb = lrgd_dtype_row_bytes(w->type, (size_t)w->cols);
-#pragma omp parallel
-    {
+    const lrgd_kernels *K = lrgd_kernels_active();
+    if (w->type != LRGD_F32 && w->type != LRGD_Q8_0) {
+        /* F16 (loaders convert it to F32; kept for completeness): one row at a time */
+        size_t rb = lrgd_dtype_row_bytes(w->type, (size_t)w->cols);
         float *row = lrgd_alloc_n((size_t)w->cols, sizeof(float));
-#pragma omp for schedule(static)
-        for (int r = 0; r < w->rows; r++) {
+        for (int r = 0; row && r < w->rows; r++) {
             lrgd_dequantize(w->type, (const unsigned char *)w->data + rb * (size_t)r, row, (size_t)w->cols);
             for (int i = 0; i < n; i++) {
-                const float *xi = x + (size_t)i * w->cols;
-                float s = 0;
-                for (int c = 0; c < w->cols; c++) s += row[c] * xi[c];
-                float *yo = y + (size_t)i * w->rows + r;
+                float s = K->dot(row, x + (size_t)i * w->cols, w->cols), *yo = y + (size_t)i * w->rows + r;
                 *yo = accumulate ? *yo + s : s;
             }
         }
         lrgd_free(row);
+        return;
+    }
+    int gemm = n >= MM_GEMM_MIN;
+    int nt = team_size((double)n * w->rows * w->cols, MM_PAR_MIN, w->rows / 16);
+    int per = ((w->rows + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int r0 = t * per, r1 = r0 + per < w->rows ? r0 + per : w->rows;
+        if (r0 >= r1) continue;
+        if (gemm) matmul_gemm(y, x, w, n, accumulate, r0, r1, K);
+        else matmul_dots(y, x, w, n, accumulate, r0, r1, K);
     }
 }

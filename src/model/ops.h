@@ -16,6 +16,13 @@ void lrgd_rmsnorm_forward(float *out, float *rstd, const float *x, const float *
  * R_p^T = R_{-p} (used by the backward pass). Angle of pair j: p * base^(-2j/head_dim). */
 void lrgd_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *pos, float base,
                lrgd_rope_type type, int sign);
+/* The same rotation in two steps, so that a batch computes its angles once
+ * for q, k and every layer: cs [n][2*head_dim] gets, per element of a head,
+ * the cosine and the signed sine that multiply it and its partner
+ * (core/kernels.h rope_row); lrgd_rope_apply rotates x [n][n_heads*head_dim]. */
+void lrgd_rope_table(float *cs, int n, int head_dim, int pos0, const int *pos, float base, lrgd_rope_type type,
+                     int sign);
+void lrgd_rope_apply(float *x, int n, int n_heads, int head_dim, const float *cs, lrgd_rope_type type);
 
 /* Causal attention for a batch of n queries at positions pos0..pos0+n-1
  * against keys/values at positions 0..pos0+n-1 (k, v: [pos0+n][n_kv*head_dim]).
