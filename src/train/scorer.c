@@ -1,11 +1,14 @@
 /* The trained model as an lrgd_scorer: each user's prompt is
  * [BOS | demonstrations | history ANS] and the item scores are the logits
  * of the item tokens at the final ANS. Users are scored in batches: all
- * prompts of a batch are packed into one forward pass (GEMMs over every
- * token), then one GEMM scores every item for every user. A slower path runs
- * the inference engine (lrgd_eval, KV cache) one prompt at a time; the two
- * agree (tests/test_train.c). */
+ * prompts of a batch go through the layers together (model/batch.h: GEMMs
+ * over every token, attention per prompt, the last layer only past its keys
+ * and values at the ANS rows), the prompts' common prefix computed once,
+ * then one GEMM scores every item for every user. A slower path runs the
+ * inference engine (lrgd_eval, KV cache) one prompt at a time; the two
+ * agree (tests/test_train.c, tests/test_mbatch.c). */
 #include "lrgd/eval.h"
+#include "model/batch.h"
 #include "train/train_impl.h"
 
 #include <math.h>
@@ -26,6 +29,11 @@ typedef struct mscorer {
     size_t cap_hidden;
     lrgd_state *state; /* engine path */
     float *logits;
+    const lrgd_dataset *ds;
+    lrgd_mbatch *mb;   /* batched path */
+    int *soff;         /* [n_seq + 1] the prompts' offsets after the shared prefix */
+    int *stok;         /* their tokens */
+    int cap_soff, cap_stok;
 } mscorer;
 
 void lrgd_model_scorer_opts_init(lrgd_model_scorer_opts *o)
@@ -54,11 +62,36 @@ static lrgd_status add_prompt(mscorer *s, int u, const int32_t *hist, int n_hist
                             s->t->cfg.seq_len);
 }
 
+/* The prompts' common prefix (at most each prompt's length - 1: every
+ * prompt keeps its ANS row), the shared prefix of the batch runner kept when
+ * it still fits, so that a prefix common to many calls (an instruction,
+ * fixed demonstrations) is computed once. */
+static lrgd_status share_prefix(mscorer *s)
+{
+    const tm_ep *e = &s->ep;
+    int lcp = e->off[1] - e->off[0] - 1;
+    for (int q = 1; q < e->n_seq && lcp > 0; q++) {
+        const int *a = e->tok + e->off[0], *b = e->tok + e->off[q];
+        int n = e->off[q + 1] - e->off[q] - 1, k = 0;
+        if (n < lcp) lcp = n;
+        while (k < lcp && a[k] == b[k]) k++;
+        lcp = k;
+    }
+    int cur = lrgd_mbatch_prefix_len(s->mb);
+    const int *pt = lrgd_mbatch_prefix(s->mb);
+    int keep = cur <= lcp;
+    for (int k = 0; keep && k < cur; k++) keep = pt[k] == e->tok[e->off[0] + k];
+    /* a single prompt has itself as its common prefix: not worth a pass of its own */
+    if (keep && (e->n_seq < 2 || lcp - cur < 8)) return LRGD_OK;
+    return lrgd_mbatch_set_prefix(s->mb, e->tok + e->off[0], e->n_seq >= 2 ? lcp : 0);
+}
+
 static lrgd_status score_fast(mscorer *s, int n, const int32_t *users, const int32_t *const *hist,
                               const int *hist_len, float *scores)
 {
     const lrgd_config *c = &s->t->cfg;
     int D = c->dim, V = s->t->n_items;
+    if (!s->mb) LRGD_TRY(lrgd_mbatch_new(s->t->view, &s->mb));
     int i0 = 0;
     while (i0 < n) {
         tm_ep_reset(&s->ep);
@@ -67,19 +100,47 @@ static lrgd_status score_fast(mscorer *s, int n, const int32_t *users, const int
             LRGD_TRY(add_prompt(s, users[i1], hist[i1], hist_len[i1]));
             i1++;
         }
-        size_t need = (size_t)s->ep.n_tok * D;
+        int ns = s->ep.n_seq;
+        size_t need = (size_t)ns * D;
         if (need > s->cap_hidden) {
             lrgd_free(s->hidden);
             s->hidden = lrgd_alloc_n(need, sizeof(float));
             s->cap_hidden = s->hidden ? need : 0;
             if (!s->hidden) return lrgd_fail(LRGD_E_NOMEM, "model scorer: out of memory");
         }
-        lrgd_tbatch b = {s->ep.n_seq, s->ep.off, s->ep.tok, NULL, NULL};
-        LRGD_TRY(lrgd_tmodel_forward(s->t, &b, 0, NULL, NULL, s->hidden));
-        /* gather the answer rows in place (row i <= ans_row[i]) and score them all at once */
-        for (int i = 0; i < s->ep.n_seq; i++)
-            memmove(s->hidden + (size_t)i * D, s->hidden + (size_t)s->ep.ans_row[i] * D, (size_t)D * sizeof(float));
-        lrgd_tmodel_item_scores(s->t, s->hidden, s->ep.n_seq, scores + (size_t)i0 * V);
+        if (ns + 1 > s->cap_soff || s->ep.n_tok > s->cap_stok) {
+            free(s->soff);
+            free(s->stok);
+            s->cap_soff = ns + 1;
+            s->cap_stok = s->ep.n_tok;
+            s->soff = malloc((size_t)s->cap_soff * sizeof *s->soff);
+            s->stok = malloc((size_t)s->cap_stok * sizeof *s->stok);
+            if (!s->soff || !s->stok) {
+                s->cap_soff = s->cap_stok = 0;
+                return lrgd_fail(LRGD_E_NOMEM, "model scorer: out of memory");
+            }
+        }
+        /* each prompt is [shared prefix | the rest]; the ANS row ends the rest */
+        lrgd_status st = share_prefix(s);
+        if (st == LRGD_OK) {
+            int P = lrgd_mbatch_prefix_len(s->mb);
+            s->soff[0] = 0;
+            for (int q = 0; q < ns; q++) {
+                int len = s->ep.off[q + 1] - s->ep.off[q] - P;
+                memcpy(s->stok + s->soff[q], s->ep.tok + s->ep.off[q] + P, (size_t)len * sizeof(int));
+                s->soff[q + 1] = s->soff[q] + len;
+            }
+            st = lrgd_mbatch_last(s->mb, ns, s->soff, s->stok, s->hidden);
+        }
+        if (st == LRGD_E_NUMERIC) /* name the user, not the batch row */
+            return lrgd_mbatch_bad_seq(s->mb) >= 0
+                       ? lrgd_fail_wrap(st, "the prompt of user %s",
+                                        lrgd_dataset_user_name(s->ds, s->ep.query_user[lrgd_mbatch_bad_seq(s->mb)]))
+                       : lrgd_fail_wrap(st, "the prefix shared by the prompts of users %s..%s",
+                                        lrgd_dataset_user_name(s->ds, s->ep.query_user[0]),
+                                        lrgd_dataset_user_name(s->ds, s->ep.query_user[ns - 1]));
+        LRGD_TRY(st);
+        lrgd_tmodel_item_scores(s->t, s->hidden, ns, scores + (size_t)i0 * V);
         i0 = i1;
     }
     return LRGD_OK;
@@ -124,6 +185,9 @@ static void ms_destroy(void *ctx)
     lrgd_free(s->hidden);
     lrgd_state_free(s->state);
     lrgd_free(s->logits);
+    lrgd_mbatch_free(s->mb);
+    free(s->soff);
+    free(s->stok);
     free(s);
 }
 
@@ -141,6 +205,7 @@ static lrgd_status ms_make(const lrgd_split *sp, int step, lrgd_tmodel *t, int o
         s->loaded = loaded;
         s->o = *o;
         s->step = step;
+        s->ds = ds;
         if (o->k < 0 || o->max_hist < 1 || o->demo_hist < 1)
             st = lrgd_fail(LRGD_E_INVALID, "model scorer: needs k >= 0, max_hist >= 1, demo_hist >= 1");
     }
