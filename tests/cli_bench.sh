@@ -77,11 +77,16 @@ count_pos() {
         END { print (bad ? -1 : n + 0) }' "$J"
 }
 # forward: 2 models x 2 dtypes x 2 thread counts
-for k in pp_reps tg_reps pp_tok_s pp_best_tok_s tg_tok_s tg_best_tok_s pp_gflops sgemm_gflops pp_vs_sgemm tg_bytes_per_token \
+for k in pp_reps tg_reps pp_tok_s pp_best_tok_s tg_tok_s tg_best_tok_s pp_cpu_tok_s tg_cpu_tok_s pp_gflops sgemm_gflops \
+    sgemm_openblas_gflops sgemm_lrgd_gflops pp_vs_sgemm tg_bytes_per_token \
     tg_bytes_per_s memcpy_bytes_per_s tg_vs_memcpy params file_bytes; do
     n=$(count_pos $k)
     [ "$n" = 8 ] && ok || bad "forward: '$k' positive in $n rows, expected 8"
 done
+# the roof is the better of the two sgemm arrangements
+awk '$1 == "\"sgemm_gflops\":" && $2 !~ /^"/ { s = $2 + 0 } $1 == "\"sgemm_openblas_gflops\":" { o = $2 + 0 }
+     $1 == "\"sgemm_lrgd_gflops\":" { l = $2 + 0; k++; m = o > l ? o : l; if ((s - m) ^ 2 > 1e-8 * m * m) bad = 1 }
+     END { exit !(k == 8 && !bad) }' "$J" && ok || bad "sgemm_gflops is not the better of openblas and lrgd"
 # the trained model's context is 96: pp 200 is capped there, tg 8 stays
 [ "$(grep -c '"pp_tokens": 96,' "$J")" = 4 ] && [ "$(grep -c '"pp_tokens": 200,' "$J")" = 4 ] && ok ||
     bad "pp_tokens: expected 4 rows capped at the context (96) and 4 at 200"

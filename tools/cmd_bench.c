@@ -103,7 +103,8 @@ typedef struct fwd_row {
     long long params, file_bytes;
     int threads;
     lrgd_perf_fwd f;
-    double pp_flops, tg_bytes, sgemm_gflops, memcpy_bps;
+    double pp_flops, tg_bytes, memcpy_bps;
+    lrgd_perf_gemm_rate sgemm;
     long long rss_kb;
 } fwd_row;
 
@@ -250,7 +251,7 @@ static void print_fwd_row(const bench *b, const fwd_row *r)
     double pps = r->f.pp / r->f.pp_mean_s, tgs = r->f.tg / r->f.tg_mean_s;
     double gf = r->pp_flops / r->f.pp_mean_s / 1e9, bw = r->tg_bytes * tgs;
     fprintf(b->tab, "%-24s %-5s %3d %5d %10.1f %10.1f %8.2f %8.2f %7.2f %8.2f %8.2f %7.2f %8.1f\n", r->model, r->dtype,
-            r->threads, r->f.pp, pps, tgs, gf, r->sgemm_gflops, gf / r->sgemm_gflops, bw / 1e9, r->memcpy_bps / 1e9,
+            r->threads, r->f.pp, pps, tgs, gf, r->sgemm.best, gf / r->sgemm.best, bw / 1e9, r->memcpy_bps / 1e9,
             bw / r->memcpy_bps, r->rss_kb / 1024.0);
     fflush(b->tab);
 }
@@ -262,7 +263,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
     int pp = b->pp < c->seq_len ? b->pp : c->seq_len, tg = b->tg < c->seq_len ? b->tg : c->seq_len;
     if (pp < b->pp || tg < b->tg)
         note(b, "%s: context %d: pp %d, tg %d tokens", name, c->seq_len, pp, tg);
-    double sgemm[MAX_THREADS] = {0};
+    lrgd_perf_gemm_rate sgemm[MAX_THREADS] = {{0}};
     for (int d = 0; d < b->n_dtypes; d++) {
         fwd_row *r0 = &b->fwd[b->n_fwd];
         memset(r0, 0, sizeof *r0);
@@ -291,7 +292,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
             if ((st = lrgd_perf_forward(m, pp, tg, b->reps, b->budget, &r->f)) != LRGD_OK) break;
             r->rss_kb = lrgd_perf_rss_peak_kb();
             if (d == 0 && (st = lrgd_perf_sgemm_layer(&r->cfg, pp, b->reps, &sgemm[t])) != LRGD_OK) break;
-            r->sgemm_gflops = sgemm[t];
+            r->sgemm = sgemm[t];
             r->memcpy_bps = b->memcpy_bps[t];
             print_fwd_row(b, r);
             b->n_fwd++;
@@ -538,7 +539,11 @@ static void write_json(FILE *f, bench *b)
         lrgd_json_kstr(&j, "tg", "tg lrgd_eval calls of 1 token with logits, from an empty cache");
         lrgd_json_kstr(&j, "tok_s", "tokens / mean seconds of the timed runs (pp_reps, tg_reps: up to reps, fewer once budget_s is spent; after one warm-up eval); best_*: the fastest run");
         lrgd_json_kstr(&j, "pp_gflops", "counted FLOPs (layer GEMMs, causal attention, last logits row) / mean time");
-        lrgd_json_kstr(&j, "sgemm_gflops", "OpenBLAS sgemm on one layer's GEMM shapes with pp rows, float32, same threads");
+        lrgd_json_kstr(&j, "sgemm_gflops", "float32 GEMMs of one layer's shapes with pp rows, same threads: the better of "
+                                           "OpenBLAS with its own threads (sgemm_openblas_gflops) and lrgd_sgemm, OpenBLAS "
+                                           "calls split over OpenMP (sgemm_lrgd_gflops)");
+        lrgd_json_kstr(&j, "cpu_tok_s", "tokens per CPU second of the process in its least CPU-hungry run (at 1 thread, "
+                                        "about what an otherwise idle machine shows)");
         lrgd_json_kstr(&j, "tg_bytes_per_token", "weights in their stored types + output matrix + KV cache at the mean position");
         lrgd_json_kstr(&j, "memcpy_bytes_per_s", "2 x 128 MiB copy, bytes read + written per second, same threads");
         lrgd_json_kint(&j, "reps", b->reps);
@@ -569,8 +574,12 @@ static void write_json(FILE *f, bench *b)
             lrgd_json_knum(&j, "tg_best_tok_s", r->f.tg / r->f.tg_best_s);
             lrgd_json_knum(&j, "pp_over_tg", pps / tgs);
             lrgd_json_knum(&j, "pp_gflops", gf);
-            lrgd_json_knum(&j, "sgemm_gflops", r->sgemm_gflops);
-            lrgd_json_knum(&j, "pp_vs_sgemm", gf / r->sgemm_gflops);
+            lrgd_json_knum(&j, "pp_cpu_tok_s", r->f.pp / r->f.pp_cpu_s);
+            lrgd_json_knum(&j, "tg_cpu_tok_s", r->f.tg / r->f.tg_cpu_s);
+            lrgd_json_knum(&j, "sgemm_gflops", r->sgemm.best);
+            lrgd_json_knum(&j, "sgemm_openblas_gflops", r->sgemm.openblas);
+            lrgd_json_knum(&j, "sgemm_lrgd_gflops", r->sgemm.lrgd);
+            lrgd_json_knum(&j, "pp_vs_sgemm", gf / r->sgemm.best);
             lrgd_json_knum(&j, "tg_bytes_per_token", r->tg_bytes);
             lrgd_json_knum(&j, "tg_bytes_per_s", r->tg_bytes * tgs);
             lrgd_json_knum(&j, "memcpy_bytes_per_s", r->memcpy_bps);

@@ -25,6 +25,9 @@ typedef struct lrgd_perf_fwd {
     int pp_reps, tg_reps;        /* timed runs made */
     double pp_mean_s, pp_best_s; /* seconds for the pp tokens */
     double tg_mean_s, tg_best_s; /* seconds for the tg tokens */
+    double pp_cpu_s, tg_cpu_s;   /* CPU seconds of the process in its least CPU-hungry run: on a
+                                    loaded machine, tokens per CPU second at 1 thread are close
+                                    to what an idle machine shows */
 } lrgd_perf_fwd;
 lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, double budget_s, lrgd_perf_fwd *out);
 
@@ -45,9 +48,16 @@ double lrgd_perf_tg_bytes(const lrgd_model *m, int tg);
 
 /* ---- reference rates ------------------------------------------------------------ */
 
-/* OpenBLAS sgemm on one layer's GEMMs of config c for n tokens (y = x W^T for
- * wq, wk, wv, wo, w1, w3, w2 shapes), float32, best of reps: GFLOP/s. */
-lrgd_status lrgd_perf_sgemm_layer(const lrgd_config *c, int n, int reps, double *gflops);
+/* GFLOP/s of float32 GEMMs two ways, best of reps: OpenBLAS with its own
+ * threads (cblas_sgemm, openblas_set_num_threads to the current count; lrgd's
+ * arrangement restored afterwards), and lrgd_sgemm (single-threaded OpenBLAS
+ * calls split over the OpenMP threads, what lrgd's forward pass runs). */
+typedef struct lrgd_perf_gemm_rate {
+    double openblas, lrgd, best;
+} lrgd_perf_gemm_rate;
+/* One layer's GEMMs of config c for n tokens (y = x W^T for the wq, wk, wv,
+ * wo, w1, w3, w2 shapes). */
+lrgd_status lrgd_perf_sgemm_layer(const lrgd_config *c, int n, int reps, lrgd_perf_gemm_rate *out);
 /* Memory-copy bandwidth, STREAM "copy" convention (bytes read + bytes
  * written per second), over two buffers of `bytes` each, split over the
  * OpenMP threads, best of reps. */
@@ -74,6 +84,9 @@ const char *lrgd_perf_rss_method(int reset_works);
  * the item softmax) and OpenBLAS sgemm on the step's own shapes next to them:
  * OpenBLAS with its own threads and split as the trainer does (one
  * single-threaded sgemm per OpenMP thread). */
+/* Seconds of the fastest of reps runs of C = op(A) op(B) (row-major, as
+ * lrgd_sgemm) by OpenBLAS with its own threads (the current count). */
+double lrgd_perf_openblas_time(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int reps);
 typedef struct lrgd_perf_train lrgd_perf_train;
 
 enum { LRGD_PERF_TRAIN_SHAPES = 5 };
@@ -87,7 +100,8 @@ typedef struct lrgd_perf_train_run {
     double step_s, fwd_s;                  /* mean seconds per step / forward pass */
     double tokens_per_step, targets_per_step;
     double flops_step, flops_fwd;          /* mean per step */
-    double sgemm_blas[LRGD_PERF_TRAIN_SHAPES], sgemm_split[LRGD_PERF_TRAIN_SHAPES]; /* GFLOP/s */
+    /* GFLOP/s: OpenBLAS with its own threads, and split over OpenMP as the trainer does (tm_gemm) */
+    double sgemm_blas[LRGD_PERF_TRAIN_SHAPES], sgemm_split[LRGD_PERF_TRAIN_SHAPES];
     double sampled_step_s;                 /* the same steps with the sampled softmax (0: not measured) */
 } lrgd_perf_train_run;
 

@@ -105,18 +105,18 @@ lrgd_status lrgd_perf_train_new(const lrgd_split *sp, const lrgd_train_opts *opt
     return LRGD_OK;
 }
 
+/* GFLOP/s of shape s: OpenBLAS with its own threads, or split over the
+ * OpenMP threads as the trainer runs its GEMMs (tm_gemm). */
 static double time_gemm(const lrgd_perf_shape *s, int split, const float *A, const float *B, float *C, int reps)
 {
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
     double best = 1e300;
-    for (int r = 0; r < reps; r++) {
+    if (!split) best = lrgd_perf_openblas_time(s->ta, s->tb, s->M, s->N, s->K, A, B, C, reps);
+    for (int r = 0; split && r < reps; r++) {
         double t0 = lrgd_now();
-        if (split) {
-            int saved = tm_blas_single_begin();
-            tm_gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
-            tm_blas_single_end(saved);
-        } else
-            lrgd_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+        int saved = tm_blas_single_begin();
+        tm_gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+        tm_blas_single_end(saved);
         double dt = lrgd_now() - t0;
         if (dt < best) best = dt;
     }
