@@ -315,14 +315,24 @@ double ef_text_logp(const lrgd_effect *e, const int *c, int k)
     return lp;
 }
 
+/* log softmax over the items at y: float exponentials (tm_expf, relative
+ * error ~2e-7, vectorized; a double exp per item cost ~100 us per prompt on
+ * Beauty, an eighth of the forward pass) summed in double, 64 at a time. */
 double ef_item_logp(const lrgd_effect *e, const float *logits, int y_tok)
 {
     const float *it = logits + e->v.n_special;
     int n = e->v.n_items;
     float mx = it[0];
-    for (int j = 1; j < n; j++) mx = it[j] > mx ? it[j] : mx;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < n; j++) mx = it[j] > mx ? it[j] : mx;
     double s = 0;
-    for (int j = 0; j < n; j++) s += exp((double)it[j] - mx);
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        int j1 = j0 + 64 < n ? j0 + 64 : n;
+        float part = 0;
+#pragma omp simd reduction(+ : part)
+        for (int j = j0; j < j1; j++) part += tm_expf(it[j] - mx);
+        s += part;
+    }
     return (double)logits[y_tok] - mx - log(s);
 }
 
