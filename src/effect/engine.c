@@ -316,8 +316,9 @@ double ef_text_logp(const lrgd_effect *e, const int *c, int k)
 }
 
 /* log softmax over the items at y: float exponentials (tm_expf, relative
- * error ~2e-7, vectorized; a double exp per item cost ~100 us per prompt on
- * Beauty, an eighth of the forward pass) summed in double, 64 at a time. */
+ * error ~2e-7, vectorized) summed in double, 64 at a time: 4.5 us over
+ * Beauty's 12,101 items where a double exp per item took 40 us (~5% of a
+ * forward pass); the two differ by ~2e-8. */
 double ef_item_logp(const lrgd_effect *e, const float *logits, int y_tok)
 {
     const float *it = logits + e->v.n_special;
