@@ -1,5 +1,9 @@
 #include "cli.h"
 
+#include "lrgd/data.h"
+#include "lrgd/prompt.h"
+#include "lrgd/train.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,6 +17,7 @@ void cli_common_init(cli_common *c)
     c->quiet = 0;
     c->json = 0;
     c->max_memory = 0;
+    c->threads_given = 0;
 }
 
 int cli_int(const char *cmd, const char *opt, const char *arg, long long min, long long max, long long *out)
@@ -117,6 +122,7 @@ int cli_common_opt(const char *cmd, int opt, const char *arg, cli_common *c)
     case CLI_OPT_THREADS:
         if (cli_int(cmd, "threads", arg, 0, 1024, &v) != 0) return -1;
         c->threads = (int)v;
+        c->threads_given = 1;
         return 1;
     case CLI_OPT_SEED:
         if (cli_int(cmd, "seed", arg, 0, (long long)9007199254740991LL, &v) != 0) return -1;
@@ -140,6 +146,10 @@ int cli_common_apply(const char *cmd, const cli_common *c)
     if (st != LRGD_OK) return cli_fail(cmd, st);
     return 0;
 }
+
+const char *const cli_demo_names[] = {"none", "random", "similar", NULL};
+const char *const cli_format_names[] = {"amazon", "recbole", "auto", NULL};
+const int cli_format_values[] = {LRGD_DATA_AMAZON, LRGD_DATA_RECBOLE, LRGD_DATA_AUTO};
 
 /* "A, B or C" */
 static void choice_list(const char *const *ch, char *buf, size_t n)
@@ -191,6 +201,18 @@ int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg)
     case CLI_INT_LIST:
         r = cli_int_list(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, (long long *)o->dst, o->count);
         break;
+    case CLI_STRS:
+        if (!arg || !*arg) {
+            fprintf(stderr, "lrgd %s: --%s: expected %s (see 'lrgd help %s')\n", cmd, o->name,
+                    o->what ? o->what : "a value", cmd);
+            return -1;
+        }
+        if (*o->count >= (int)o->hi) {
+            fprintf(stderr, "lrgd %s: --%s: at most %d of them, got one more: '%s'\n", cmd, o->name, (int)o->hi, arg);
+            return -1;
+        }
+        ((const char **)o->dst)[(*o->count)++] = arg;
+        break;
     }
     if (r != 0) return -1;
 stored:
@@ -199,6 +221,12 @@ stored:
 }
 
 int cli_parse(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc)
+{
+    return cli_parse_args(cmd, help, argc, argv, opts, cc, NULL);
+}
+
+int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc,
+                   int *first)
 {
     /* option i answers as CLI_OPT_TABLE + i: above the common options' values */
     enum { CLI_OPT_TABLE = 4096 };
@@ -229,9 +257,20 @@ int cli_parse(const char *cmd, const char *help, int argc, char **argv, const cl
             else if (r == 0) rc = cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
-    if (rc == CLI_CONTINUE && optind < argc) rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (first) *first = optind;
+    else if (rc == CLI_CONTINUE && optind < argc) rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     free(lo);
     return rc;
+}
+
+lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char *path)
+{
+    lrgd_prompt_vocab pv;
+    lrgd_status st = lrgd_prompt_vocab_of(m, &pv);
+    if (st == LRGD_E_UNSUPPORTED)
+        return lrgd_fail(st, "%s has no lrgd item vocabulary (a text LLM?): lrgd %s works on item tokens and needs a "
+                             "recommendation model trained by 'lrgd train' on the dataset", path, cmd);
+    return st == LRGD_OK ? LRGD_OK : lrgd_fail_wrap(st, "%s", path);
 }
 
 int cli_fail(const char *cmd, lrgd_status st)

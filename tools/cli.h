@@ -4,6 +4,7 @@
 #define LRGD_CLI_H
 
 #include "core/core.h"
+#include "lrgd/model.h"
 
 #include <getopt.h>
 
@@ -17,6 +18,7 @@ typedef struct cli_common {
     int quiet;     /* --quiet */
     int json;      /* --json: machine-readable output on stdout */
     size_t max_memory; /* --max-memory SIZE in bytes (0: no limit) */
+    int threads_given; /* 1 when --threads was on the command line (0 there too) */
 } cli_common;
 
 #define CLI_OPT_THREADS 1001
@@ -80,7 +82,8 @@ typedef enum cli_kind {
     CLI_DOUBLE,   /* *(double *)dst, a finite number in [lo, hi] */
     CLI_STR,      /* *(const char **)dst = the argument (not empty); what: "a directory" */
     CLI_CHOICE,   /* *(int *)dst = values[i] (or i without values) for choices[i] */
-    CLI_INT_LIST  /* (long long *)dst: up to *count comma-separated integers in [lo, hi]; *count gets how many */
+    CLI_INT_LIST, /* (long long *)dst: up to *count comma-separated integers in [lo, hi]; *count gets how many */
+    CLI_STRS      /* repeatable: ((const char **)dst)[(*count)++] = the argument (not empty), at most hi of them */
 } cli_kind;
 
 typedef struct cli_opt {
@@ -105,7 +108,14 @@ typedef struct cli_opt {
 #define CLI_O_STR(name, dst, what) {name, CLI_STR, dst, 0, 0, NULL, NULL, what, NULL, NULL}
 #define CLI_O_CHOICE(name, dst, choices, values) {name, CLI_CHOICE, dst, 0, 0, choices, values, NULL, NULL, NULL}
 #define CLI_O_LIST(name, dst, count, lo, hi) {name, CLI_INT_LIST, dst, lo, hi, NULL, NULL, NULL, NULL, count}
+#define CLI_O_STRS(name, dst, count, max, what) {name, CLI_STRS, dst, 0, max, NULL, NULL, what, NULL, count}
 #define CLI_O_END {NULL, CLI_FLAG, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL}
+
+/* Choices shared by several commands: --demos (index = lrgd_demo_mode) and
+ * --format (values: lrgd_data_format). */
+extern const char *const cli_demo_names[];
+extern const char *const cli_format_names[];
+extern const int cli_format_values[];
 
 /* What cli_parse returns when the command should go on. */
 #define CLI_CONTINUE (-1)
@@ -113,8 +123,18 @@ typedef struct cli_opt {
  * CLI_CONTINUE, or the exit code to return at once: CLI_OK after printing
  * help (-h, --help) to stdout, CLI_USAGE after a message on stderr. */
 int cli_parse(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc);
+/* The same for a command that takes file arguments after its options (in
+ * any order with them): *first gets the index of the first one in argv
+ * (getopt moves them to the end); how many is the command's to check. */
+int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, const cli_opt *opts, cli_common *cc,
+                   int *first);
 /* Store one option's argument as opts' entry o says (0, or -1 after a message). */
 int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg);
+
+/* LRGD_E_UNSUPPORTED with a plain reason when m (loaded from path) has no
+ * lrgd item vocabulary, i.e. is a text LLM: for the commands that work on
+ * item tokens (optimize, experiment). */
+lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char *path);
 
 /* Print "lrgd CMD: message" from lrgd_last_error() and map status to an exit code. */
 int cli_fail(const char *cmd, lrgd_status st);

@@ -83,12 +83,6 @@ const char help_bench[] =
     "bench/run.sh runs this and llama.cpp on the same GGUF files and prints the\n"
     "lrgd/llama.cpp ratios (see bench/README.md).\n";
 
-enum {
-    OPT_ONLY = 2001, OPT_MODEL, OPT_RANDOM, OPT_DTYPES, OPT_TLIST, OPT_PP, OPT_TG, OPT_REPS, OPT_KEEP, OPT_DATA,
-    OPT_EVAL_MODEL, OPT_USERS, OPT_K, OPT_EUSERS, OPT_POOL, OPT_TSTEPS, OPT_TBATCH, OPT_TDIM, OPT_TLAYERS, OPT_OUT,
-    OPT_BUDGET
-};
-
 enum { SEC_FORWARD = 1, SEC_EVAL = 2, SEC_EFFECT = 4, SEC_TRAIN = 8, SEC_ALL = 15 };
 static const char *const sec_names[] = {"forward", "eval", "effect", "train"};
 
@@ -707,150 +701,102 @@ static void write_json(FILE *f, bench *b)
 
 /* ---- options ------------------------------------------------------------------------ */
 
+/* --only LIST: sections, comma-separated */
+static int parse_only(const char *arg, unsigned *sections)
+{
+    char buf[256];
+    *sections = 0;
+    if (strlen(arg) >= sizeof buf) return cli_usage(CMD, "--only: expected a list of sections");
+    strcpy(buf, arg);
+    char *save = NULL;
+    for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < 4 && strcmp(s, sec_names[k])) k++;
+        if (k == 4) return cli_usage(CMD, "--only: unknown section '%s' (forward, eval, effect, train)", s);
+        *sections |= 1u << k;
+    }
+    if (!*sections) return cli_usage(CMD, "--only: expected a list of sections");
+    return 0;
+}
+
+/* --dtypes LIST: weight types, comma-separated, each once */
+static int parse_dtypes(const char *arg, bench *b)
+{
+    char buf[64];
+    if (strlen(arg) >= sizeof buf) return cli_usage(CMD, "--dtypes: expected f32, f16, q8_0");
+    strcpy(buf, arg);
+    b->n_dtypes = 0;
+    char *save = NULL;
+    for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        lrgd_dtype t;
+        if (!strcmp(s, "f32")) t = LRGD_F32;
+        else if (!strcmp(s, "f16")) t = LRGD_F16;
+        else if (!strcmp(s, "q8_0")) t = LRGD_Q8_0;
+        else return cli_usage(CMD, "--dtypes: unknown type '%s' (f32, f16, q8_0)", s);
+        for (int k = 0; k < b->n_dtypes; k++)
+            if (b->dtypes[k] == t) return cli_usage(CMD, "--dtypes: '%s' given twice", s);
+        b->dtypes[b->n_dtypes++] = t;
+    }
+    if (!b->n_dtypes) return cli_usage(CMD, "--dtypes: expected f32, f16, q8_0");
+    return 0;
+}
+
+/* CLI_CONTINUE, or the exit code */
 static int parse_args(bench *b, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"only", required_argument, 0, OPT_ONLY},          {"model", required_argument, 0, OPT_MODEL},
-        {"random", required_argument, 0, OPT_RANDOM},      {"dtypes", required_argument, 0, OPT_DTYPES},
-        {"threads-list", required_argument, 0, OPT_TLIST}, {"pp", required_argument, 0, OPT_PP},
-        {"tg", required_argument, 0, OPT_TG},              {"reps", required_argument, 0, OPT_REPS},
-        {"keep-models", required_argument, 0, OPT_KEEP},   {"data", required_argument, 0, OPT_DATA},
-        {"eval-model", required_argument, 0, OPT_EVAL_MODEL}, {"users", required_argument, 0, OPT_USERS},
-        {"k", required_argument, 0, OPT_K},                {"effect-users", required_argument, 0, OPT_EUSERS},
-        {"pool", required_argument, 0, OPT_POOL},          {"train-steps", required_argument, 0, OPT_TSTEPS},
-        {"train-batch", required_argument, 0, OPT_TBATCH}, {"train-dim", required_argument, 0, OPT_TDIM},
-        {"train-layers", required_argument, 0, OPT_TLAYERS}, {"out", required_argument, 0, OPT_OUT},
-        {"budget", required_argument, 0, OPT_BUDGET},
-        CLI_COMMON_OPTIONS,                                {0, 0, 0, 0}};
-    long long v, list[MAX_THREADS];
-    int c, r, n, tlist = 0, tone = 0;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            fputs(help_bench, stdout);
-            return -1;
-        }
-        if ((r = cli_common_opt(CMD, c, optarg, &b->cc)) != 0) {
-            if (r < 0) return CLI_USAGE;
-            if (c == CLI_OPT_THREADS) {
-                if (b->cc.threads < 1) return cli_usage(CMD, "--threads: expected a count >= 1 for a benchmark");
-                if (tlist) return cli_usage(CMD, "give --threads or --threads-list, not both");
-                b->threads[0] = b->cc.threads;
-                b->n_threads = 1;
-                tone = 1;
-            }
-            continue;
-        }
-        switch (c) {
-        case OPT_ONLY: {
-            b->sections = 0;
-            char buf[256];
-            if (strlen(optarg) >= sizeof buf || !*optarg) return cli_usage(CMD, "--only: expected a list of sections");
-            strcpy(buf, optarg);
-            char *save = NULL;
-            for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-                int k = 0;
-                while (k < 4 && strcmp(s, sec_names[k])) k++;
-                if (k == 4) return cli_usage(CMD, "--only: unknown section '%s' (forward, eval, effect, train)", s);
-                b->sections |= 1u << k;
-            }
-            if (!b->sections) return cli_usage(CMD, "--only: expected a list of sections");
-            b->explicit_sections = b->sections;
-            break;
-        }
-        case OPT_MODEL:
-            if (!*optarg) return cli_usage(CMD, "--model: expected a file");
-            if (b->n_models == MAX_MODELS) return cli_usage(CMD, "--model: at most %d models", MAX_MODELS);
-            b->models[b->n_models++] = optarg;
-            break;
-        case OPT_RANDOM:
-            if (parse_random(optarg, &b->rand_layers, &b->rand_dim))
-                return cli_usage(CMD, "--random: expected LxD (1..64 layers, width 32..8192 a multiple of 32) or "
-                                      "'none', got '%s'", optarg);
-            break;
-        case OPT_DTYPES: {
-            char buf[64];
-            if (strlen(optarg) >= sizeof buf || !*optarg) return cli_usage(CMD, "--dtypes: expected f32, f16, q8_0");
-            strcpy(buf, optarg);
-            b->n_dtypes = 0;
-            char *save = NULL;
-            for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-                lrgd_dtype t;
-                if (!strcmp(s, "f32")) t = LRGD_F32;
-                else if (!strcmp(s, "f16")) t = LRGD_F16;
-                else if (!strcmp(s, "q8_0")) t = LRGD_Q8_0;
-                else return cli_usage(CMD, "--dtypes: unknown type '%s' (f32, f16, q8_0)", s);
-                for (int k = 0; k < b->n_dtypes; k++)
-                    if (b->dtypes[k] == t) return cli_usage(CMD, "--dtypes: '%s' given twice", s);
-                b->dtypes[b->n_dtypes++] = t;
-            }
-            if (!b->n_dtypes) return cli_usage(CMD, "--dtypes: expected f32, f16, q8_0");
-            break;
-        }
-        case OPT_TLIST:
-            if (tone) return cli_usage(CMD, "give --threads or --threads-list, not both");
-            n = MAX_THREADS;
-            if (cli_int_list(CMD, "threads-list", optarg, 1, 1024, list, &n)) return CLI_USAGE;
-            for (int k = 0; k < n; k++) b->threads[k] = (int)list[k];
-            b->n_threads = n;
-            tlist = 1;
-            break;
-        case OPT_PP: if (cli_int(CMD, "pp", optarg, 1, 65536, &v)) return CLI_USAGE; b->pp = (int)v; break;
-        case OPT_TG: if (cli_int(CMD, "tg", optarg, 1, 65536, &v)) return CLI_USAGE; b->tg = (int)v; break;
-        case OPT_REPS: if (cli_int(CMD, "reps", optarg, 1, 1000, &v)) return CLI_USAGE; b->reps = (int)v; break;
-        case OPT_BUDGET: if (cli_float(CMD, "budget", optarg, 0, 1e6, &b->budget)) return CLI_USAGE; break;
-        case OPT_KEEP:
-            if (!*optarg) return cli_usage(CMD, "--keep-models: expected a folder");
-            b->keep_dir = optarg;
-            break;
-        case OPT_DATA:
-            if (!*optarg) return cli_usage(CMD, "--data: expected a file");
-            b->data = optarg;
-            break;
-        case OPT_EVAL_MODEL:
-            if (!*optarg) return cli_usage(CMD, "--eval-model: expected a file");
-            b->eval_model = optarg;
-            break;
-        case OPT_USERS: if (cli_int(CMD, "users", optarg, 0, 100000000, &v)) return CLI_USAGE; b->users = (int)v; break;
-        case OPT_K: if (cli_int(CMD, "k", optarg, 0, 64, &v)) return CLI_USAGE; b->k = (int)v; break;
-        case OPT_EUSERS:
-            if (cli_int(CMD, "effect-users", optarg, 1, 1000000, &v)) return CLI_USAGE;
-            b->effect_users = (int)v;
-            break;
-        case OPT_POOL: if (cli_int(CMD, "pool", optarg, 1, 100000, &v)) return CLI_USAGE; b->pool = (int)v; break;
-        case OPT_TSTEPS:
-            if (cli_int(CMD, "train-steps", optarg, 1, 100000, &v)) return CLI_USAGE;
-            b->train_steps = (int)v;
-            break;
-        case OPT_TBATCH:
-            if (cli_int(CMD, "train-batch", optarg, 1, 100000, &v)) return CLI_USAGE;
-            b->train_batch = (int)v;
-            break;
-        case OPT_TDIM:
-            if (cli_int(CMD, "train-dim", optarg, 8, 4096, &v)) return CLI_USAGE;
-            if (v % 8) return cli_usage(CMD, "--train-dim: expected a multiple of 8, got %lld", v);
-            b->train_dim = (int)v;
-            break;
-        case OPT_TLAYERS:
-            if (cli_int(CMD, "train-layers", optarg, 1, 64, &v)) return CLI_USAGE;
-            b->train_layers = (int)v;
-            break;
-        case OPT_OUT:
-            if (!*optarg) return cli_usage(CMD, "--out: expected a file");
-            b->out = optarg;
-            break;
-        default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
+    const char *only = NULL, *random = NULL, *dtypes = NULL;
+    long long tlist[MAX_THREADS];
+    int n_tlist = MAX_THREADS, tlist_set = 0;
+    const cli_opt opts[] = {
+        CLI_O_STR("only", &only, "a list of sections"),
+        CLI_O_STRS("model", b->models, &b->n_models, MAX_MODELS, "a file"),
+        CLI_O_STR("random", &random, "LxD or 'none'"),
+        CLI_O_STR("dtypes", &dtypes, "f32, f16, q8_0"),
+        {"threads-list", CLI_INT_LIST, tlist, 1, 1024, NULL, NULL, NULL, &tlist_set, &n_tlist},
+        CLI_O_INT("pp", &b->pp, 1, 65536),
+        CLI_O_INT("tg", &b->tg, 1, 65536),
+        CLI_O_INT("reps", &b->reps, 1, 1000),
+        CLI_O_DOUBLE("budget", &b->budget, 0, 1e6),
+        CLI_O_STR("keep-models", &b->keep_dir, "a folder"),
+        CLI_O_STR("data", &b->data, "a file"),
+        CLI_O_STR("eval-model", &b->eval_model, "a file"),
+        CLI_O_INT("users", &b->users, 0, 100000000),
+        CLI_O_INT("k", &b->k, 0, 64),
+        CLI_O_INT("effect-users", &b->effect_users, 1, 1000000),
+        CLI_O_INT("pool", &b->pool, 1, 100000),
+        CLI_O_INT("train-steps", &b->train_steps, 1, 100000),
+        CLI_O_INT("train-batch", &b->train_batch, 1, 100000),
+        CLI_O_INT("train-dim", &b->train_dim, 8, 4096),
+        CLI_O_INT("train-layers", &b->train_layers, 1, 64),
+        CLI_O_STR("out", &b->out, "a file"),
+        CLI_O_END};
+    int rc = cli_parse(CMD, help_bench, argc, argv, opts, &b->cc);
+    if (rc != CLI_CONTINUE) return rc;
+    if (only) {
+        if (parse_only(only, &b->sections)) return CLI_USAGE;
+        b->explicit_sections = b->sections;
     }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    if (random && parse_random(random, &b->rand_layers, &b->rand_dim))
+        return cli_usage(CMD, "--random: expected LxD (1..64 layers, width 32..8192 a multiple of 32) or "
+                              "'none', got '%s'", random);
+    if (dtypes && parse_dtypes(dtypes, b)) return CLI_USAGE;
+    if (b->cc.threads_given) { /* --threads N: the same as --threads-list N */
+        if (b->cc.threads < 1) return cli_usage(CMD, "--threads: expected a count >= 1 for a benchmark");
+        if (tlist_set) return cli_usage(CMD, "give --threads or --threads-list, not both");
+        b->threads[0] = b->cc.threads;
+        b->n_threads = 1;
+    } else if (tlist_set) {
+        for (int k = 0; k < n_tlist; k++) b->threads[k] = (int)tlist[k];
+        b->n_threads = n_tlist;
+    }
+    if (b->train_dim % 8) return cli_usage(CMD, "--train-dim: expected a multiple of 8, got %d", b->train_dim);
     if ((b->sections & SEC_FORWARD) && !b->n_models && !b->rand_layers)
         return cli_usage(CMD, "forward: no model (give --model, or --random LxD)");
     unsigned need_data = b->explicit_sections & (SEC_EVAL | SEC_EFFECT | SEC_TRAIN);
     if (need_data && !b->data)
         return cli_usage(CMD, "--only %s needs --data", need_data & SEC_EVAL ? "eval" : need_data & SEC_EFFECT ? "effect"
                                                                                                               : "train");
-    return 0;
+    return CLI_CONTINUE;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -880,9 +826,9 @@ int cmd_bench(int argc, char **argv)
     b->train_dim = 64;
     b->train_layers = 2;
     int rc = parse_args(b, argc, argv);
-    if (rc != 0) {
+    if (rc != CLI_CONTINUE) {
         free(b);
-        return rc < 0 ? CLI_OK : rc;
+        return rc;
     }
     if ((rc = cli_common_apply(CMD, &b->cc)) != 0) {
         free(b);

@@ -26,44 +26,29 @@ const char help_convert[] =
     "                attention scores unchanged). Without it llama.cpp loads such a\n"
     "                file but applies the wrong RoPE.\n" CLI_COMMON_HELP;
 
-#define OPT_TYPE 2001
-#define OPT_NAME 2002
-#define OPT_ROPE_NORM 2003
-
 int cmd_convert(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"type", required_argument, 0, OPT_TYPE}, {"name", required_argument, 0, OPT_NAME},
-        {"rope-norm", no_argument, 0, OPT_ROPE_NORM}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     cli_common cc;
     cli_common_init(&cc);
+    const char *type_name = NULL, *name = NULL;
     lrgd_dtype type = LRGD_F32;
-    const char *name = NULL;
-    unsigned flags = 0;
-    int c, r;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) { fputs(help_convert, stdout); return CLI_OK; }
-        if ((r = cli_common_opt("convert", c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
-        switch (c) {
-        case OPT_TYPE:
-            if (!strcmp(optarg, "f32") || !strcmp(optarg, "F32")) type = LRGD_F32;
-            else if (!strcmp(optarg, "f16") || !strcmp(optarg, "F16")) type = LRGD_F16;
-            else if (!strcmp(optarg, "q8_0") || !strcmp(optarg, "Q8_0")) type = LRGD_Q8_0;
-            else return cli_usage("convert", "--type: expected f32, f16 or q8_0, got '%s'", optarg);
-            break;
-        case OPT_NAME:
-            if (!*optarg) return cli_usage("convert", "--name: expected a non-empty name");
-            name = optarg;
-            break;
-        case OPT_ROPE_NORM: flags |= LRGD_SAVE_ROPE_NORM; break;
-        default: return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
+    int rope_norm = 0, first, r;
+    const cli_opt opts[] = {
+        CLI_O_STR("type", &type_name, "f32, f16 or q8_0"),
+        CLI_O_STR("name", &name, "a non-empty name"),
+        CLI_O_FLAG("rope-norm", &rope_norm),
+        CLI_O_END};
+    if ((r = cli_parse_args("convert", help_convert, argc, argv, opts, &cc, &first)) != CLI_CONTINUE) return r;
+    if (type_name) { /* either case, as llama.cpp's tools write the names */
+        if (!strcmp(type_name, "f32") || !strcmp(type_name, "F32")) type = LRGD_F32;
+        else if (!strcmp(type_name, "f16") || !strcmp(type_name, "F16")) type = LRGD_F16;
+        else if (!strcmp(type_name, "q8_0") || !strcmp(type_name, "Q8_0")) type = LRGD_Q8_0;
+        else return cli_usage("convert", "--type: expected f32, f16 or q8_0, got '%s'", type_name);
     }
-    if (argc - optind != 2) return cli_usage("convert", "expected IN and OUT.gguf, got %d file argument(s)", argc - optind);
+    unsigned flags = rope_norm ? LRGD_SAVE_ROPE_NORM : 0;
+    if (argc - first != 2) return cli_usage("convert", "expected IN and OUT.gguf, got %d file argument(s)", argc - first);
     if ((r = cli_common_apply("convert", &cc)) != 0) return r;
-    const char *in = argv[optind], *out = argv[optind + 1];
+    const char *in = argv[first], *out = argv[first + 1];
 
     double t0 = lrgd_now();
     lrgd_model *m;

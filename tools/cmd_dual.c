@@ -469,7 +469,6 @@ static lrgd_status translate(const lrgd_dataset *ds, const item_map *im, const i
 
 int cmd_dual(int argc, char **argv)
 {
-    static const char *const demo_names[] = {"none", "random", "similar", NULL};
     static const char *const kernel_names[] = {"prf", "oprf", NULL};
     const char *CMD = "dual";
     cli_common cc;
@@ -484,7 +483,7 @@ int cmd_dual(int argc, char **argv)
         CLI_O_STR("data", &data_path, "an interaction file"),
         CLI_O_STR("items", &items_path, "an item text file"),
         CLI_O_LLONG("users", &users, 1, 10000000),
-        CLI_O_CHOICE("demos", &demo_i, demo_names, NULL),
+        CLI_O_CHOICE("demos", &demo_i, cli_demo_names, NULL),
         CLI_O_LLONG("k", &k, 0, 256),
         {"max-hist", CLI_LLONG, &max_hist, 1, 1000000, NULL, NULL, NULL, &max_hist_set, NULL},
         CLI_O_LLONG("demo-hist", &demo_hist, 1, 1000000),
@@ -500,7 +499,7 @@ int cmd_dual(int argc, char **argv)
     if (r != CLI_CONTINUE) return r;
     if (!feat_set) /* r = 16, 32, ..., 4096 */
         for (n_feat = 0; n_feat < 9; n_feat++) feat[n_feat] = 16LL << n_feat;
-    const char *demos = demo_names[demo_i], *kernel = kernel_names[kernel_i];
+    const char *demos = cli_demo_names[demo_i], *kernel = kernel_names[kernel_i];
     if (!model_path) return cli_usage(CMD, "--model is required");
     if (!data_path) return cli_usage(CMD, "--data is required");
     if (!strcmp(demos, "none")) k = 0;

@@ -35,8 +35,11 @@ const char help_effect[] =
     "is reported, with the cost of both from this run.\n"
     "\n"
     "options:\n"
-    "  --model M        a recommendation model trained on FILE (GGUF from lrgd train)\n"
+    "  --model M        a recommendation model trained on FILE (GGUF from lrgd train),\n"
+    "                   or a text LLM (GGUF with a tokenizer)\n"
     "  --data FILE      interactions (Amazon sequence file or RecBole .inter)\n"
+    "  --items FILE     item titles for a text LLM (NAME.items.tsv; without it the\n"
+    "                   prompts show 'item <id>')\n"
     "  --users N        sampled users (default 100)\n"
     "  --pool P         candidate demonstrations per user (default 50)\n"
     "  --truth          also measure dlogP with forward passes (default off)\n"
@@ -58,8 +61,6 @@ const char help_effect[] =
     "docs/DISTRIBUTED.md.\n"
     "\n"
     "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
-
-enum { OPT_MODEL = 2101, OPT_DATA, OPT_USERS, OPT_POOL, OPT_TRUTH, OPT_MAXH, OPT_DEMOH, OPT_TOPK, OPT_OUT, OPT_CKPT, OPT_SHARD };
 
 static lrgd_status mkdir_p(const char *dir)
 {
@@ -117,7 +118,8 @@ static lrgd_status write_svg(const char *path, const lrgd_validity *V)
 }
 
 static lrgd_status write_json(const char *path, const lrgd_validity *V, const lrgd_validity_opts *o,
-                              const lrgd_model *m, const char *model_path, const char *data_path, const cli_common *cc,
+                              const lrgd_model *m, const char *model_path, const char *data_path,
+                              const char *items_path, const cli_common *cc,
                               const char *csv, const char *svg, double secs, const lrgd_dist_map *dm)
 {
     lrgd_afile af;
@@ -144,6 +146,9 @@ static lrgd_status write_json(const char *path, const lrgd_validity *V, const lr
     lrgd_json_key(&j, "data");
     lrgd_json_obj_begin(&j);
     lrgd_json_kstr(&j, "path", data_path);
+    lrgd_json_key(&j, "items");
+    if (items_path) lrgd_json_str(&j, items_path);
+    else lrgd_json_null(&j);
     lrgd_json_kstr(&j, "target", "validation item (leave-one-out)");
     lrgd_json_kint(&j, "users", V->n_users);
     lrgd_json_kint(&j, "pool", o->pool);
@@ -198,50 +203,30 @@ static lrgd_status write_json(const char *path, const lrgd_validity *V, const lr
 
 int cmd_effect(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, OPT_MODEL},    {"data", required_argument, 0, OPT_DATA},
-        {"users", required_argument, 0, OPT_USERS},    {"pool", required_argument, 0, OPT_POOL},
-        {"truth", no_argument, 0, OPT_TRUTH},          {"max-hist", required_argument, 0, OPT_MAXH},
-        {"demo-hist", required_argument, 0, OPT_DEMOH}, {"top-k", required_argument, 0, OPT_TOPK},
-        {"out", required_argument, 0, OPT_OUT},        {"checkpoint", required_argument, 0, OPT_CKPT},
-        {"shard-size", required_argument, 0, OPT_SHARD}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     const char *CMD = "effect";
     cli_common cc;
     cli_common_init(&cc);
-    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *ckpt = NULL;
+    const char *model_path = NULL, *data_path = NULL, *items_path = NULL, *out_dir = ".", *ckpt = NULL;
     long long shard_size = 0;
     lrgd_validity_opts vo;
     lrgd_validity_opts_init(&vo);
     vo.truth = 0;
-    long long v;
-    int c, r;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) { fputs(help_effect, stdout); return CLI_OK; }
-        if ((r = cli_common_opt(CMD, c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
-        switch (c) {
-        case OPT_MODEL: model_path = optarg; break;
-        case OPT_DATA: data_path = optarg; break;
-        case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &v)) return CLI_USAGE; vo.n_users = (int)v; break;
-        case OPT_POOL: if (cli_int(CMD, "pool", optarg, 1, 100000, &v)) return CLI_USAGE; vo.pool = (int)v; break;
-        case OPT_TRUTH: vo.truth = 1; break;
-        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 4000, &v)) return CLI_USAGE; vo.max_hist = (int)v; break;
-        case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 4000, &v)) return CLI_USAGE; vo.demo_hist = (int)v; break;
-        case OPT_TOPK: if (cli_int(CMD, "top-k", optarg, 1, 1000, &v)) return CLI_USAGE; vo.top_k = (int)v; break;
-        case OPT_OUT:
-            if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
-            out_dir = optarg;
-            break;
-        case OPT_CKPT:
-            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder");
-            ckpt = optarg;
-            break;
-        case OPT_SHARD: if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &shard_size)) return CLI_USAGE; break;
-        default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_O_STR("model", &model_path, "a model file"),
+        CLI_O_STR("data", &data_path, "an interaction file"),
+        CLI_O_STR("items", &items_path, "an item text file"),
+        CLI_O_INT("users", &vo.n_users, 1, 10000000),
+        CLI_O_INT("pool", &vo.pool, 1, 100000),
+        CLI_O_FLAG("truth", &vo.truth),
+        CLI_O_INT("max-hist", &vo.max_hist, 1, 4000),
+        CLI_O_INT("demo-hist", &vo.demo_hist, 1, 4000),
+        CLI_O_INT("top-k", &vo.top_k, 1, 1000),
+        CLI_O_STR("out", &out_dir, "a directory"),
+        CLI_O_STR("checkpoint", &ckpt, "a folder"),
+        CLI_O_LLONG("shard-size", &shard_size, 1, 0x7fffffff),
+        CLI_O_END};
+    int r = cli_parse(CMD, help_effect, argc, argv, opts, &cc);
+    if (r != CLI_CONTINUE) return r;
     if (!model_path) return cli_usage(CMD, "--model is required");
     if (!data_path) return cli_usage(CMD, "--data is required");
     if ((r = cli_common_apply(CMD, &cc)) != 0) return r;
@@ -258,7 +243,13 @@ int cmd_effect(int argc, char **argv)
     memset(&dm, 0, sizeof dm);
     lrgd_status st = lrgd_model_load(model_path, &m);
     if (st != LRGD_OK) goto done;
+    if (items_path && m->rec.n_items > 0) {
+        st = lrgd_fail(LRGD_E_INVALID, "--items: %s is an item-token model; titles are for text LLMs", model_path);
+        goto done;
+    }
     if ((st = lrgd_dataset_load(data_path, LRGD_DATA_AUTO, &ds)) != LRGD_OK) goto done;
+    /* a text LLM's prompts show these titles ("item <id>" for items without one) */
+    if (items_path && (st = lrgd_dataset_load_item_text(ds, items_path)) != LRGD_OK) goto done;
     if ((st = lrgd_model_check_items(m, ds)) != LRGD_OK) {
         lrgd_fail_wrap(st, "%s and %s", model_path, data_path);
         goto done;
@@ -278,6 +269,10 @@ int cmd_effect(int argc, char **argv)
         int64_t ov[10] = {vo.n_users, vo.pool, vo.max_hist, vo.demo_hist, vo.truth, vo.top_k, (int64_t)vo.seed,
                           shard_size, lrgd_get_threads(), 0};
         h = lrgd_hash64(h, ov, sizeof ov);
+        for (int i = 0; items_path && i < lrgd_dataset_n_items(ds); i++) { /* the titles shape the prompts */
+            const char *t = lrgd_dataset_item_text(ds, i);
+            h = lrgd_hash64(h, t ? t : "", t ? strlen(t) + 1 : 1);
+        }
         lrgd_dist_map_init(&dm, CMD, h, ckpt, shard_size);
         vo.map = &dm.map;
     }
@@ -289,7 +284,7 @@ int cmd_effect(int argc, char **argv)
     path_join(p_svg, sizeof p_svg, out_dir, "effect_scatter.svg");
     if ((st = write_csv(p_csv, V, ds)) != LRGD_OK) goto done;
     if (vo.truth && (st = write_svg(p_svg, V)) != LRGD_OK) goto done;
-    if ((st = write_json(p_json, V, &vo, m, model_path, data_path, &cc, p_csv, vo.truth ? p_svg : NULL,
+    if ((st = write_json(p_json, V, &vo, m, model_path, data_path, items_path, &cc, p_csv, vo.truth ? p_svg : NULL,
                          lrgd_now() - t0, dist ? &dm : NULL)) != LRGD_OK)
         goto done;
     if (cc.json) {

@@ -108,13 +108,6 @@ const char help_eval[] =
     "fails stops the job; with --checkpoint a re-run resumes (with any N).\n"
     "See docs/DISTRIBUTED.md.\n";
 
-enum {
-    OPT_DATA = 2001, OPT_FORMAT, OPT_ITEMS, OPT_METHOD, OPT_COMPARE, OPT_CANDIDATES, OPT_SPLIT, OPT_KEEP,
-    OPT_BATCH, OPT_RANKS, OPT_OUT, OPT_KNN_K, OPT_KNN_WINDOW, OPT_KNN_DECAY, OPT_KNN_SHRINK, OPT_KNN_POP,
-    OPT_MODEL, OPT_DEMOS, OPT_K, OPT_MAX_HIST, OPT_DEMO_HIST, OPT_ENGINE, OPT_CKPT, OPT_SHARD,
-    OPT_TEXT_HIST, OPT_TEXT_TITLE, OPT_TEXT_SCORE, OPT_TEXT_CTX
-};
-
 typedef struct eval_args {
     const char *data, *items, *format_name, *method, *compare, *ranks_csv, *out, *candidates;
     lrgd_data_format format;
@@ -129,8 +122,8 @@ typedef struct eval_args {
     const char *ckpt;             /* --checkpoint DIR (NULL: none) */
     long long shard_size;         /* --shard-size (0: default) */
     lrgd_textrec_opts topts;      /* method textllm: prompts and scores */
-    /* Options of methods added later (e.g. "model": --model FILE, --demos,
-     * --k) go here, with their getopt entries in cmd_eval. */
+    /* Options of methods added later go here, with their entries in
+     * cmd_eval's option table. */
 } eval_args;
 
 /* ---- methods: the registration point ------------------------------------------
@@ -777,22 +770,9 @@ static lrgd_status write_json_file(const char *path, const eval_args *a, const l
 
 int cmd_eval(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, OPT_DATA}, {"format", required_argument, 0, OPT_FORMAT},
-        {"items", required_argument, 0, OPT_ITEMS}, {"method", required_argument, 0, OPT_METHOD},
-        {"compare", required_argument, 0, OPT_COMPARE}, {"candidates", required_argument, 0, OPT_CANDIDATES},
-        {"split", required_argument, 0, OPT_SPLIT}, {"keep-history", no_argument, 0, OPT_KEEP},
-        {"batch", required_argument, 0, OPT_BATCH}, {"ranks-csv", required_argument, 0, OPT_RANKS},
-        {"out", required_argument, 0, OPT_OUT}, {"knn-k", required_argument, 0, OPT_KNN_K},
-        {"knn-window", required_argument, 0, OPT_KNN_WINDOW}, {"knn-decay", required_argument, 0, OPT_KNN_DECAY},
-        {"knn-shrink", required_argument, 0, OPT_KNN_SHRINK}, {"knn-pop", required_argument, 0, OPT_KNN_POP},
-        {"model", required_argument, 0, OPT_MODEL}, {"demos", required_argument, 0, OPT_DEMOS},
-        {"k", required_argument, 0, OPT_K}, {"max-hist", required_argument, 0, OPT_MAX_HIST},
-        {"demo-hist", required_argument, 0, OPT_DEMO_HIST}, {"engine", no_argument, 0, OPT_ENGINE},
-        {"checkpoint", required_argument, 0, OPT_CKPT}, {"shard-size", required_argument, 0, OPT_SHARD},
-        {"text-hist", required_argument, 0, OPT_TEXT_HIST}, {"text-title-bytes", required_argument, 0, OPT_TEXT_TITLE},
-        {"text-score", required_argument, 0, OPT_TEXT_SCORE}, {"text-ctx", required_argument, 0, OPT_TEXT_CTX},
-        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const char *const splits[] = {"test", "valid", NULL};
+    static const int split_steps[] = {LRGD_STEP_TEST, LRGD_STEP_VALID};
+    static const char *const text_scores[] = {"sum", "mean", NULL}; /* index = length_norm */
     eval_args a;
     memset(&a, 0, sizeof a);
     cli_common_init(&a.com);
@@ -801,117 +781,47 @@ int cmd_eval(int argc, char **argv)
     lrgd_textrec_opts_init(&a.topts);
     a.step = LRGD_STEP_TEST;
     a.batch = 64;
-    a.format = LRGD_DATA_AUTO;
-    long long v;
-    double x;
-    int opt;
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_common_opt(CMD, opt, optarg, &a.com);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (opt) {
-        case OPT_DATA: a.data = optarg; break;
-        case OPT_ITEMS: a.items = optarg; break;
-        case OPT_METHOD: a.method = optarg; break;
-        case OPT_COMPARE: a.compare = optarg; break;
-        case OPT_RANKS: a.ranks_csv = optarg; break;
-        case OPT_OUT: a.out = optarg; break;
-        case OPT_KEEP: a.keep_history = 1; break;
-        case OPT_FORMAT:
-            if (!strcmp(optarg, "amazon")) a.format = LRGD_DATA_AMAZON;
-            else if (!strcmp(optarg, "recbole")) a.format = LRGD_DATA_RECBOLE;
-            else if (!strcmp(optarg, "auto")) a.format = LRGD_DATA_AUTO;
-            else return cli_usage(CMD, "--format: expected amazon, recbole or auto, got '%s'", optarg);
-            break;
-        case OPT_SPLIT:
-            if (!strcmp(optarg, "test")) a.step = LRGD_STEP_TEST;
-            else if (!strcmp(optarg, "valid")) a.step = LRGD_STEP_VALID;
-            else return cli_usage(CMD, "--split: expected test or valid, got '%s'", optarg);
-            break;
-        case OPT_CANDIDATES:
-            a.candidates = optarg;
-            if (!strcmp(optarg, "all")) a.n_neg = 0;
-            else if (cli_int(CMD, "candidates", optarg, 2, 0x7fffffff, &v) == 0) a.n_neg = (int)(v - 1);
-            else return CLI_USAGE; /* cli_int said what it expected */
-            break;
-        case OPT_BATCH:
-            if (cli_int(CMD, "batch", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
-            a.batch = (int)v;
-            break;
-        case OPT_KNN_K:
-            if (cli_int(CMD, "knn-k", optarg, 1, 1 << 24, &v)) return CLI_USAGE;
-            a.knn.top_k = (int)v;
-            break;
-        case OPT_KNN_WINDOW:
-            if (cli_int(CMD, "knn-window", optarg, 0, 1 << 30, &v)) return CLI_USAGE;
-            a.knn.window = (int)v;
-            break;
-        case OPT_KNN_DECAY:
-            if (cli_float(CMD, "knn-decay", optarg, 0.0, 1.0, &x)) return CLI_USAGE;
-            if (x <= 0) return cli_usage(CMD, "--knn-decay: expected a number in (0, 1], got '%s'", optarg);
-            a.knn.decay = x;
-            break;
-        case OPT_KNN_SHRINK:
-            if (cli_float(CMD, "knn-shrink", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
-            a.knn.shrink = x;
-            break;
-        case OPT_KNN_POP:
-            if (cli_float(CMD, "knn-pop", optarg, 0.0, 1e12, &x)) return CLI_USAGE;
-            a.knn.pop_weight = x;
-            break;
-        case OPT_MODEL: a.model = optarg; break;
-        case OPT_DEMOS:
-            if (!strcmp(optarg, "none")) a.mopts.demos = LRGD_DEMOS_NONE;
-            else if (!strcmp(optarg, "random")) a.mopts.demos = LRGD_DEMOS_RANDOM;
-            else if (!strcmp(optarg, "similar")) a.mopts.demos = LRGD_DEMOS_SIMILAR;
-            else return cli_usage(CMD, "--demos: expected none, random or similar, got '%s'", optarg);
-            break;
-        case OPT_K:
-            if (cli_int(CMD, "k", optarg, 0, 256, &v)) return CLI_USAGE;
-            a.mopts.k = (int)v;
-            break;
-        case OPT_MAX_HIST:
-            if (cli_int(CMD, "max-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
-            a.mopts.max_hist = (int)v;
-            break;
-        case OPT_DEMO_HIST:
-            if (cli_int(CMD, "demo-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
-            a.mopts.demo_hist = (int)v;
-            break;
-        case OPT_ENGINE: a.mopts.engine = 1; break;
-        case OPT_CKPT:
-            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder, got ''");
-            a.ckpt = optarg;
-            break;
-        case OPT_SHARD:
-            if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &v)) return CLI_USAGE;
-            a.shard_size = v;
-            break;
-        case OPT_TEXT_HIST:
-            if (cli_int(CMD, "text-hist", optarg, 1, 1 << 20, &v)) return CLI_USAGE;
-            a.topts.max_hist = (int)v;
-            break;
-        case OPT_TEXT_TITLE:
-            if (cli_int(CMD, "text-title-bytes", optarg, 0, 1 << 20, &v)) return CLI_USAGE;
-            a.topts.max_title_bytes = (int)v;
-            break;
-        case OPT_TEXT_SCORE:
-            if (!strcmp(optarg, "sum")) a.topts.length_norm = 0;
-            else if (!strcmp(optarg, "mean")) a.topts.length_norm = 1;
-            else return cli_usage(CMD, "--text-score: expected sum or mean, got '%s'", optarg);
-            break;
-        case OPT_TEXT_CTX:
-            if (cli_int(CMD, "text-ctx", optarg, 16, 1 << 24, &v)) return CLI_USAGE;
-            a.topts.n_ctx = (int)v;
-            break;
-        case CLI_OPT_HELP: fputs(help_eval, stdout); return CLI_OK;
-        case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
-        }
+    int format = LRGD_DATA_AUTO, demos = a.mopts.demos;
+    const cli_opt opts[] = {
+        CLI_O_STR("data", &a.data, "an interaction file"),
+        CLI_O_CHOICE("format", &format, cli_format_names, cli_format_values),
+        CLI_O_STR("items", &a.items, "an item text file"),
+        CLI_O_STR("method", &a.method, "a method name"),
+        CLI_O_STR("compare", &a.compare, "a method name"),
+        CLI_O_STR("candidates", &a.candidates, "all or a number"),
+        CLI_O_CHOICE("split", &a.step, splits, split_steps),
+        CLI_O_FLAG("keep-history", &a.keep_history),
+        CLI_O_INT("batch", &a.batch, 1, 1 << 20),
+        CLI_O_STR("ranks-csv", &a.ranks_csv, "a file"),
+        CLI_O_STR("out", &a.out, "a file"),
+        CLI_O_INT("knn-k", &a.knn.top_k, 1, 1 << 24),
+        CLI_O_INT("knn-window", &a.knn.window, 0, 1 << 30),
+        CLI_O_DOUBLE("knn-decay", &a.knn.decay, 0.0, 1.0),
+        CLI_O_DOUBLE("knn-shrink", &a.knn.shrink, 0.0, 1e12),
+        CLI_O_DOUBLE("knn-pop", &a.knn.pop_weight, 0.0, 1e12),
+        CLI_O_STR("model", &a.model, "a model file"),
+        CLI_O_CHOICE("demos", &demos, cli_demo_names, NULL),
+        CLI_O_INT("k", &a.mopts.k, 0, 256),
+        CLI_O_INT("max-hist", &a.mopts.max_hist, 1, 1 << 20),
+        CLI_O_INT("demo-hist", &a.mopts.demo_hist, 1, 1 << 20),
+        CLI_O_FLAG("engine", &a.mopts.engine),
+        CLI_O_STR("checkpoint", &a.ckpt, "a folder"),
+        CLI_O_LLONG("shard-size", &a.shard_size, 1, 0x7fffffff),
+        CLI_O_INT("text-hist", &a.topts.max_hist, 1, 1 << 20),
+        CLI_O_INT("text-title-bytes", &a.topts.max_title_bytes, 0, 1 << 20),
+        CLI_O_CHOICE("text-score", &a.topts.length_norm, text_scores, NULL),
+        CLI_O_INT("text-ctx", &a.topts.n_ctx, 16, 1 << 24),
+        CLI_O_END};
+    int rc = cli_parse(CMD, help_eval, argc, argv, opts, &a.com);
+    if (rc != CLI_CONTINUE) return rc;
+    a.format = (lrgd_data_format)format;
+    a.mopts.demos = (lrgd_demo_mode)demos;
+    if (a.knn.decay <= 0) return cli_usage(CMD, "--knn-decay: expected a number in (0, 1], got '%g'", a.knn.decay);
+    if (a.candidates && strcmp(a.candidates, "all")) {
+        long long v;
+        if (cli_int(CMD, "candidates", a.candidates, 2, 0x7fffffff, &v) != 0) return CLI_USAGE;
+        a.n_neg = (int)(v - 1);
     }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
     if (!a.data) return cli_usage(CMD, "--data FILE is required");
     if (!a.method) return cli_usage(CMD, "--method NAME is required");
     const eval_method *m1 = find_method(a.method), *m2 = NULL;
@@ -928,8 +838,7 @@ int cmd_eval(int argc, char **argv)
     if (a.shard_size && a.shard_size % a.batch)
         return cli_usage(CMD, "--shard-size %lld: expected a multiple of --batch (%d), so that every scorer call "
                          "holds the users it holds in one process", a.shard_size, a.batch);
-    int rc = cli_common_apply(CMD, &a.com);
-    if (rc) return rc;
+    if ((rc = cli_common_apply(CMD, &a.com)) != 0) return rc;
 
     lrgd_dataset *ds = NULL;
     lrgd_split *sp = NULL;

@@ -95,12 +95,6 @@ const char help_experiment[] =
     "stops the job; a re-run resumes finished stages and shards. See\n"
     "docs/DISTRIBUTED.md.\n";
 
-enum {
-    OPT_DATA = 2001, OPT_SYN, OPT_OUT, OPT_MODEL, OPT_QUICK, OPT_EPOCHS, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_HIDDEN,
-    OPT_BATCH, OPT_SEQ, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_ROUNDS, OPT_VUSERS, OPT_RSTEPS, OPT_RUSERS,
-    OPT_E3U, OPT_E1EP, OPT_LR, OPT_NPERT, OPT_SHARD
-};
-
 /* ---- configuration ------------------------------------------------------- */
 
 typedef struct xcfg {
@@ -1793,20 +1787,6 @@ static void free_run(xrun *x)
 
 int cmd_experiment(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, OPT_DATA}, {"synthetic", no_argument, 0, OPT_SYN},
-        {"out", required_argument, 0, OPT_OUT}, {"model", required_argument, 0, OPT_MODEL},
-        {"quick", no_argument, 0, OPT_QUICK}, {"epochs", required_argument, 0, OPT_EPOCHS},
-        {"dim", required_argument, 0, OPT_DIM}, {"layers", required_argument, 0, OPT_LAYERS},
-        {"heads", required_argument, 0, OPT_HEADS}, {"hidden", required_argument, 0, OPT_HIDDEN},
-        {"batch", required_argument, 0, OPT_BATCH}, {"seq", required_argument, 0, OPT_SEQ},
-        {"users", required_argument, 0, OPT_USERS}, {"hold", required_argument, 0, OPT_HOLD},
-        {"k", required_argument, 0, OPT_K}, {"pool", required_argument, 0, OPT_POOL},
-        {"rounds", required_argument, 0, OPT_ROUNDS}, {"validity-users", required_argument, 0, OPT_VUSERS},
-        {"replay-steps", required_argument, 0, OPT_RSTEPS}, {"replay-users", required_argument, 0, OPT_RUSERS},
-        {"e3-users", required_argument, 0, OPT_E3U}, {"e1-epochs", required_argument, 0, OPT_E1EP},
-        {"lr", required_argument, 0, OPT_LR}, {"n-perturb", required_argument, 0, OPT_NPERT},
-        {"shard-size", required_argument, 0, OPT_SHARD}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     xrun x;
     memset(&x, 0, sizeof x);
     xcfg *c = &x.c;
@@ -1817,55 +1797,36 @@ int cmd_experiment(int argc, char **argv)
     c->users = c->hold = c->k = c->pool = c->rounds = c->vusers = c->rusers = c->e3users = c->e1epochs = c->npert = -1;
     double lr = -1;
     c->rsteps = 3;
-    int ch;
-    long long v;
-    optind = 1;
-    /* validate everything before the (possible) re-exec, so usage errors stay cheap */
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = cli_common_opt(CMD, ch, optarg, &x.com);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-#define INT(name, lo, hi, dst) \
-    if (cli_int(CMD, name, optarg, lo, hi, &v) != 0) return CLI_USAGE; \
-    dst = (int)v; \
-    break
-        switch (ch) {
-        case OPT_DATA: c->data = optarg; break;
-        case OPT_SYN: c->synthetic = 1; break;
-        case OPT_OUT: c->out = optarg; break;
-        case OPT_MODEL: c->model = optarg; break;
-        case OPT_QUICK: c->quick = 1; break;
-        case OPT_EPOCHS: INT("epochs", 1, 100000, epochs);
-        case OPT_DIM: INT("dim", 2, 4096, dim);
-        case OPT_LAYERS: INT("layers", 1, 64, layers);
-        case OPT_HEADS: INT("heads", 1, 256, heads);
-        case OPT_HIDDEN: INT("hidden", 1, 65536, hidden);
-        case OPT_BATCH: INT("batch", 1, 1 << 20, batch);
-        case OPT_SEQ: INT("seq", 16, 1 << 16, seq);
-        case OPT_USERS: INT("users", 1, 100000000, c->users);
-        case OPT_HOLD: INT("hold", 0, 100000000, c->hold);
-        case OPT_K: INT("k", 1, 16, c->k);
-        case OPT_POOL: INT("pool", 1, 100000, c->pool);
-        case OPT_ROUNDS: INT("rounds", 0, 1000, c->rounds);
-        case OPT_VUSERS: INT("validity-users", 1, 100000000, c->vusers);
-        case OPT_RSTEPS: INT("replay-steps", 1, 100, c->rsteps);
-        case OPT_RUSERS: INT("replay-users", 1, 100000000, c->rusers);
-        case OPT_E3U: INT("e3-users", 1, 100000000, c->e3users);
-        case OPT_E1EP: INT("e1-epochs", 0, 100000, c->e1epochs);
-        case OPT_NPERT: INT("n-perturb", 1, 1000, c->npert);
-        case OPT_LR:
-            if (cli_float(CMD, "lr", optarg, 1e-9, 10, &lr) != 0) return CLI_USAGE;
-            break;
-        case OPT_SHARD:
-            if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &v) != 0) return CLI_USAGE;
-            x.shard_size = v;
-            break;
-        case 'h': fputs(help_experiment, stdout); return CLI_OK;
-        default: return cli_usage(CMD, "unknown option");
-        }
-#undef INT
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_O_STR("data", &c->data, "an interaction file"),
+        CLI_O_FLAG("synthetic", &c->synthetic),
+        CLI_O_STR("out", &c->out, "a directory"),
+        CLI_O_STR("model", &c->model, "a model file"),
+        CLI_O_FLAG("quick", &c->quick),
+        CLI_O_INT("epochs", &epochs, 1, 100000),
+        CLI_O_INT("dim", &dim, 2, 4096),
+        CLI_O_INT("layers", &layers, 1, 64),
+        CLI_O_INT("heads", &heads, 1, 256),
+        CLI_O_INT("hidden", &hidden, 1, 65536),
+        CLI_O_INT("batch", &batch, 1, 1 << 20),
+        CLI_O_INT("seq", &seq, 16, 1 << 16),
+        CLI_O_INT("users", &c->users, 1, 100000000),
+        CLI_O_INT("hold", &c->hold, 0, 100000000),
+        CLI_O_INT("k", &c->k, 1, 16),
+        CLI_O_INT("pool", &c->pool, 1, 100000),
+        CLI_O_INT("rounds", &c->rounds, 0, 1000),
+        CLI_O_INT("validity-users", &c->vusers, 1, 100000000),
+        CLI_O_INT("replay-steps", &c->rsteps, 1, 100),
+        CLI_O_INT("replay-users", &c->rusers, 1, 100000000),
+        CLI_O_INT("e3-users", &c->e3users, 1, 100000000),
+        CLI_O_INT("e1-epochs", &c->e1epochs, 0, 100000),
+        CLI_O_DOUBLE("lr", &lr, 1e-9, 10),
+        CLI_O_INT("n-perturb", &c->npert, 1, 1000),
+        CLI_O_I64("shard-size", &x.shard_size, 1, 0x7fffffff),
+        CLI_O_END};
+    /* every option is checked before DIR is touched, so usage errors stay cheap */
+    int rc = cli_parse(CMD, help_experiment, argc, argv, opts, &x.com);
+    if (rc != CLI_CONTINUE) return rc;
     if (!c->out) return cli_usage(CMD, "--out DIR is required");
     if (!c->data == !c->synthetic) return cli_usage(CMD, "give exactly one of --data FILE and --synthetic");
     /* the reduced test configuration, then explicit options over it */
@@ -1896,8 +1857,14 @@ int cmd_experiment(int argc, char **argv)
     if (c->tr.max_hist + c->k * (c->tr.demo_hist + 3) + 2 > c->tr.seq_len)
         return cli_usage(CMD, "k = %d demonstrations of %d items and a history of %d do not fit --seq %d", c->k,
                          c->tr.demo_hist, c->tr.max_hist, c->tr.seq_len);
-    int rc = cli_common_apply(CMD, &x.com);
-    if (rc) return rc;
+    if ((rc = cli_common_apply(CMD, &x.com)) != 0) return rc;
+    if (c->model) { /* a text LLM is refused before DIR is touched */
+        lrgd_model *m = NULL;
+        lrgd_status st = lrgd_model_load(c->model, &m);
+        if (st == LRGD_OK) st = cli_need_item_vocab(CMD, m, c->model);
+        lrgd_model_free(m);
+        if (st != LRGD_OK) return cli_fail(CMD, st);
+    }
 
     lrgd_opt_opts_init(&x.oo);
     x.oo.k = c->k;

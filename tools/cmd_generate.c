@@ -33,8 +33,6 @@ const char help_generate[] =
 
 #define CMD "generate"
 
-enum { OPT_MODEL = 1, OPT_PROMPT, OPT_PROMPT_FILE, OPT_N, OPT_TEMP, OPT_TOP_P, OPT_EOS, OPT_IDS, OPT_LOGITS };
-
 /* Parse ids separated by whitespace or commas. `what` names the source in messages. */
 static int parse_ids(const char *text, const char *what, int **out, int *n_out)
 {
@@ -100,48 +98,30 @@ static lrgd_status write_logits(const char *path, const float *lg, size_t count)
 
 int cmd_generate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, OPT_MODEL}, {"prompt", required_argument, 0, OPT_PROMPT},
-        {"prompt-file", required_argument, 0, OPT_PROMPT_FILE}, {"n", required_argument, 0, OPT_N},
-        {"temp", required_argument, 0, OPT_TEMP}, {"top-p", required_argument, 0, OPT_TOP_P},
-        {"eos", required_argument, 0, OPT_EOS}, {"ids", no_argument, 0, OPT_IDS},
-        {"logits", required_argument, 0, OPT_LOGITS}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     cli_common com;
     cli_common_init(&com);
     const char *model_path = NULL, *prompt_text = NULL, *prompt_file = NULL, *logits_path = NULL;
     long long n_new = 64, eos = -1;
     double temp = 0.0, top_p = 1.0;
-    int ids_only = 0, opt;
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_common_opt(CMD, opt, optarg, &com);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (opt) {
-        case OPT_MODEL: model_path = optarg; break;
-        case OPT_PROMPT: prompt_text = optarg; break;
-        case OPT_PROMPT_FILE: prompt_file = optarg; break;
-        case OPT_N: if (cli_int(CMD, "n", optarg, 0, 1 << 24, &n_new)) return CLI_USAGE; break;
-        case OPT_TEMP: if (cli_float(CMD, "temp", optarg, 0.0, 1e6, &temp)) return CLI_USAGE; break;
-        case OPT_TOP_P:
-            if (cli_float(CMD, "top-p", optarg, 0.0, 1.0, &top_p)) return CLI_USAGE;
-            if (top_p <= 0.0) return cli_usage(CMD, "--top-p: expected a number in (0, 1], got '%s'", optarg);
-            break;
-        case OPT_EOS: if (cli_int(CMD, "eos", optarg, -1, INT_MAX, &eos)) return CLI_USAGE; break;
-        case OPT_IDS: ids_only = 1; break;
-        case OPT_LOGITS: logits_path = optarg; break;
-        case CLI_OPT_HELP: fputs(help_generate, stdout); return CLI_OK;
-        case ':': return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    int ids_only = 0;
+    const cli_opt opts[] = {
+        CLI_O_STR("model", &model_path, "a model file"),
+        CLI_O_STR("prompt", &prompt_text, "token ids"),
+        CLI_O_STR("prompt-file", &prompt_file, "a file"),
+        CLI_O_LLONG("n", &n_new, 0, 1 << 24),
+        CLI_O_DOUBLE("temp", &temp, 0.0, 1e6),
+        CLI_O_DOUBLE("top-p", &top_p, 0.0, 1.0),
+        CLI_O_LLONG("eos", &eos, -1, INT_MAX),
+        CLI_O_FLAG("ids", &ids_only),
+        CLI_O_STR("logits", &logits_path, "a file"),
+        CLI_O_END};
+    int rc = cli_parse(CMD, help_generate, argc, argv, opts, &com);
+    if (rc != CLI_CONTINUE) return rc;
+    if (top_p <= 0.0) return cli_usage(CMD, "--top-p: expected a number in (0, 1], got '%g'", top_p);
     if (!model_path) return cli_usage(CMD, "--model FILE is required");
     if (prompt_text && prompt_file) return cli_usage(CMD, "give --prompt or --prompt-file, not both");
     if (ids_only && com.json) return cli_usage(CMD, "give --ids or --json, not both");
-    int rc = cli_common_apply(CMD, &com);
-    if (rc) return rc;
+    if ((rc = cli_common_apply(CMD, &com)) != 0) return rc;
 
     int *prompt = NULL, n_prompt = 0;
     if (prompt_text) {

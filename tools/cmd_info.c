@@ -21,9 +21,6 @@ const char help_info[] =
     "                they form a llama model (any architecture)\n"
     "  --arrays N    show the first N elements of array values (default 8)\n" CLI_COMMON_HELP;
 
-#define OPT_RAW 2001
-#define OPT_ARRAYS 2002
-
 /* ---- values as text and JSON -------------------------------------------- */
 
 /* Copy s into buf, replacing bytes that are not valid UTF-8 (or are control
@@ -372,27 +369,19 @@ static void print_json(const char *path, const cli_common *cc, const lrgd_model 
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"raw", no_argument, 0, OPT_RAW}, {"arrays", required_argument, 0, OPT_ARRAYS}, CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
     cli_common cc;
     cli_common_init(&cc);
-    int raw = 0, c, r;
+    int raw = 0, first, r;
     long long show = 8;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) { fputs(help_info, stdout); return CLI_OK; }
-        if ((r = cli_common_opt("info", c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
-        switch (c) {
-        case OPT_RAW: raw = 1; break;
-        case OPT_ARRAYS: if (cli_int("info", "arrays", optarg, 0, 1LL << 30, &show) != 0) return CLI_USAGE; break;
-        default: return cli_usage("info", "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1)
-        return cli_usage("info", optind >= argc ? "expected a model FILE" : "expected exactly one FILE");
+    const cli_opt opts[] = {
+        CLI_O_FLAG("raw", &raw),
+        CLI_O_LLONG("arrays", &show, 0, 1LL << 30),
+        CLI_O_END};
+    if ((r = cli_parse_args("info", help_info, argc, argv, opts, &cc, &first)) != CLI_CONTINUE) return r;
+    if (first != argc - 1)
+        return cli_usage("info", first >= argc ? "expected a model FILE" : "expected exactly one FILE");
     if ((r = cli_common_apply("info", &cc)) != 0) return r;
-    const char *path = argv[optind];
+    const char *path = argv[first];
 
     lrgd_model *m = NULL;
     lrgd_gguf *graw = NULL;

@@ -84,13 +84,6 @@ const char help_optimize[] =
     "\n"
     "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
 
-enum {
-    OPT_MODEL = 2201, OPT_DATA, OPT_USERS, OPT_HOLD, OPT_K, OPT_POOL, OPT_STAGE, OPT_PERTURB, OPT_M, OPT_BETA,
-    OPT_LAMBDA, OPT_MU, OPT_PLAUS, OPT_NOPERT, OPT_NOREG, OPT_NOPLAUS, OPT_ROUNDS, OPT_PROPOSALS, OPT_VERIFY, OPT_M2,
-    OPT_GUARD, OPT_GUARDTOL, OPT_MAXH, OPT_DEMOH, OPT_NOTEST, OPT_REPLAY, OPT_REPLAYU, OPT_OUT, OPT_ALLROWS,
-    OPT_CKPT, OPT_SHARD
-};
-
 static int parse_perturb(const char *CMD, const char *spec, lrgd_perturb *p)
 {
     memset(p, 0, sizeof *p);
@@ -265,86 +258,52 @@ static void json_paired(lrgd_json *j, const char *key, const method_eval *a, con
 
 int cmd_optimize(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, OPT_MODEL},   {"data", required_argument, 0, OPT_DATA},
-        {"users", required_argument, 0, OPT_USERS},   {"hold", required_argument, 0, OPT_HOLD},
-        {"k", required_argument, 0, OPT_K},           {"pool", required_argument, 0, OPT_POOL},
-        {"stage", required_argument, 0, OPT_STAGE},   {"perturb", required_argument, 0, OPT_PERTURB},
-        {"m", required_argument, 0, OPT_M},           {"beta", required_argument, 0, OPT_BETA},
-        {"lambda", required_argument, 0, OPT_LAMBDA}, {"mu", required_argument, 0, OPT_MU},
-        {"plaus", required_argument, 0, OPT_PLAUS},   {"no-perturb", no_argument, 0, OPT_NOPERT},
-        {"no-reg", no_argument, 0, OPT_NOREG},        {"no-plaus", no_argument, 0, OPT_NOPLAUS},
-        {"rounds", required_argument, 0, OPT_ROUNDS}, {"proposals", required_argument, 0, OPT_PROPOSALS},
-        {"verify", required_argument, 0, OPT_VERIFY}, {"m2", required_argument, 0, OPT_M2},
-        {"guard", required_argument, 0, OPT_GUARD},   {"guard-tol", required_argument, 0, OPT_GUARDTOL},
-        {"max-hist", required_argument, 0, OPT_MAXH}, {"demo-hist", required_argument, 0, OPT_DEMOH},
-        {"no-test", no_argument, 0, OPT_NOTEST},      {"replay", required_argument, 0, OPT_REPLAY},
-        {"replay-users", required_argument, 0, OPT_REPLAYU}, {"out", required_argument, 0, OPT_OUT},
-        {"all-rows", no_argument, 0, OPT_ALLROWS},
-        {"checkpoint", required_argument, 0, OPT_CKPT}, {"shard-size", required_argument, 0, OPT_SHARD},
-        CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const char *const guards[] = {"ndcg", "logp", NULL};
     const char *CMD = "optimize";
     cli_common cc;
     cli_common_init(&cc);
-    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *ckpt = NULL;
+    const char *model_path = NULL, *data_path = NULL, *out_dir = ".", *ckpt = NULL, *perturb = NULL;
     long long shard_size = 0;
     lrgd_opt_opts o;
     lrgd_opt_opts_init(&o);
-    long long n_users = 100, n_hold = 50, v, replay = 0, replay_users = -1;
+    long long n_users = 100, n_hold = 50, replay = 0, replay_users = -1;
     int no_test = 0;
-    double d;
-    int c, r;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == CLI_OPT_HELP) { fputs(help_optimize, stdout); return CLI_OK; }
-        if ((r = cli_common_opt(CMD, c, optarg, &cc)) != 0) { if (r < 0) return CLI_USAGE; continue; }
-        switch (c) {
-        case OPT_MODEL: model_path = optarg; break;
-        case OPT_DATA: data_path = optarg; break;
-        case OPT_USERS: if (cli_int(CMD, "users", optarg, 1, 10000000, &n_users)) return CLI_USAGE; break;
-        case OPT_HOLD: if (cli_int(CMD, "hold", optarg, 0, 10000000, &n_hold)) return CLI_USAGE; break;
-        case OPT_K: if (cli_int(CMD, "k", optarg, 1, 64, &v)) return CLI_USAGE; o.k = (int)v; break;
-        case OPT_POOL: if (cli_int(CMD, "pool", optarg, 1, 100000, &v)) return CLI_USAGE; o.pool = (int)v; break;
-        case OPT_STAGE: if (cli_int(CMD, "stage", optarg, 1, 2, &v)) return CLI_USAGE; o.stage = (int)v; break;
-        case OPT_PERTURB: if (parse_perturb(CMD, optarg, &o.perturb)) return CLI_USAGE; break;
-        case OPT_M: if (cli_int(CMD, "m", optarg, 0, 256, &v)) return CLI_USAGE; o.n_perturb = (int)v; break;
-        case OPT_BETA: if (cli_float(CMD, "beta", optarg, 0, 100, &d)) return CLI_USAGE; o.beta = d; break;
-        case OPT_LAMBDA: if (cli_float(CMD, "lambda", optarg, 0, 1e6, &d)) return CLI_USAGE; o.lambda = d; break;
-        case OPT_MU: if (cli_float(CMD, "mu", optarg, 0, 1e6, &d)) return CLI_USAGE; o.mu = d; break;
-        case OPT_PLAUS: if (cli_float(CMD, "plaus", optarg, 0, 1e6, &d)) return CLI_USAGE; o.plaus_delta = d; break;
-        case OPT_NOPERT: o.use_perturb = 0; break;
-        case OPT_NOREG: o.use_reg = 0; break;
-        case OPT_NOPLAUS: o.use_plaus = 0; break;
-        case OPT_ROUNDS: if (cli_int(CMD, "rounds", optarg, 0, 1000, &v)) return CLI_USAGE; o.rounds = (int)v; break;
-        case OPT_PROPOSALS: if (cli_int(CMD, "proposals", optarg, 1, 100000, &v)) return CLI_USAGE; o.proposals = (int)v; break;
-        case OPT_VERIFY: if (cli_int(CMD, "verify", optarg, 1, 100000, &v)) return CLI_USAGE; o.verify = (int)v; break;
-        case OPT_M2: if (cli_int(CMD, "m2", optarg, 0, 64, &v)) return CLI_USAGE; o.n_perturb2 = (int)v; break;
-        case OPT_GUARD:
-            if (!strcmp(optarg, "ndcg")) o.guard_logp = 0;
-            else if (!strcmp(optarg, "logp")) o.guard_logp = 1;
-            else return cli_usage(CMD, "--guard: expected ndcg or logp, got '%s'", optarg);
-            break;
-        case OPT_GUARDTOL: if (cli_float(CMD, "guard-tol", optarg, 0, 1e6, &d)) return CLI_USAGE; o.guard_tol = d; break;
-        case OPT_MAXH: if (cli_int(CMD, "max-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.max_hist = (int)v; break;
-        case OPT_DEMOH: if (cli_int(CMD, "demo-hist", optarg, 1, 4000, &v)) return CLI_USAGE; o.demo_hist = (int)v; break;
-        case OPT_NOTEST: no_test = 1; break;
-        case OPT_ALLROWS: o.all_rows = 1; break;
-        case OPT_REPLAY: if (cli_int(CMD, "replay", optarg, 1, 1000, &replay)) return CLI_USAGE; break;
-        case OPT_REPLAYU: if (cli_int(CMD, "replay-users", optarg, 1, 10000000, &replay_users)) return CLI_USAGE; break;
-        case OPT_OUT:
-            if (!*optarg) return cli_usage(CMD, "--out: expected a directory");
-            out_dir = optarg;
-            break;
-        case OPT_CKPT:
-            if (!*optarg) return cli_usage(CMD, "--checkpoint: expected a folder");
-            ckpt = optarg;
-            break;
-        case OPT_SHARD: if (cli_int(CMD, "shard-size", optarg, 1, 0x7fffffff, &shard_size)) return CLI_USAGE; break;
-        default: return cli_usage(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_O_STR("model", &model_path, "a model file"),
+        CLI_O_STR("data", &data_path, "an interaction file"),
+        CLI_O_LLONG("users", &n_users, 1, 10000000),
+        CLI_O_LLONG("hold", &n_hold, 0, 10000000),
+        CLI_O_INT("k", &o.k, 1, 64),
+        CLI_O_INT("pool", &o.pool, 1, 100000),
+        CLI_O_INT("stage", &o.stage, 1, 2),
+        CLI_O_STR("perturb", &perturb, "name=value,..."),
+        CLI_O_INT("m", &o.n_perturb, 0, 256),
+        CLI_O_DOUBLE("beta", &o.beta, 0, 100),
+        CLI_O_DOUBLE("lambda", &o.lambda, 0, 1e6),
+        CLI_O_DOUBLE("mu", &o.mu, 0, 1e6),
+        CLI_O_DOUBLE("plaus", &o.plaus_delta, 0, 1e6),
+        CLI_O_SET("no-perturb", &o.use_perturb, 0),
+        CLI_O_SET("no-reg", &o.use_reg, 0),
+        CLI_O_SET("no-plaus", &o.use_plaus, 0),
+        CLI_O_INT("rounds", &o.rounds, 0, 1000),
+        CLI_O_INT("proposals", &o.proposals, 1, 100000),
+        CLI_O_INT("verify", &o.verify, 1, 100000),
+        CLI_O_INT("m2", &o.n_perturb2, 0, 64),
+        CLI_O_CHOICE("guard", &o.guard_logp, guards, NULL),
+        CLI_O_DOUBLE("guard-tol", &o.guard_tol, 0, 1e6),
+        CLI_O_INT("max-hist", &o.max_hist, 1, 4000),
+        CLI_O_INT("demo-hist", &o.demo_hist, 1, 4000),
+        CLI_O_FLAG("no-test", &no_test),
+        CLI_O_LLONG("replay", &replay, 1, 1000),
+        CLI_O_LLONG("replay-users", &replay_users, 1, 10000000),
+        CLI_O_STR("out", &out_dir, "a directory"),
+        CLI_O_FLAG("all-rows", &o.all_rows),
+        CLI_O_STR("checkpoint", &ckpt, "a folder"),
+        CLI_O_LLONG("shard-size", &shard_size, 1, 0x7fffffff),
+        CLI_O_END};
+    int r = cli_parse(CMD, help_optimize, argc, argv, opts, &cc);
+    if (r != CLI_CONTINUE) return r;
+    if (perturb && parse_perturb(CMD, perturb, &o.perturb)) return CLI_USAGE;
     if (!model_path) return cli_usage(CMD, "--model is required");
     if (!data_path) return cli_usage(CMD, "--data is required");
     if ((r = cli_common_apply(CMD, &cc)) != 0) return r;
@@ -371,6 +330,7 @@ int cmd_optimize(int argc, char **argv)
     snprintf(p_sel, sizeof p_sel, "%s/selections.json", out_dir);
     lrgd_status st = lrgd_model_load(model_path, &m);
     if (st != LRGD_OK) goto done;
+    if ((st = cli_need_item_vocab(CMD, m, model_path)) != LRGD_OK) goto done;
     if ((st = lrgd_dataset_load(data_path, LRGD_DATA_AUTO, &ds)) != LRGD_OK) goto done;
     if ((st = lrgd_model_check_items(m, ds)) != LRGD_OK) {
         lrgd_fail_wrap(st, "%s and %s", model_path, data_path);

@@ -155,12 +155,8 @@ static void write_report(lrgd_json *j, const cli_common *com, const lrgd_train_o
 
 int cmd_train(int argc, char **argv)
 {
-    static const char *const formats[] = {"amazon", "recbole", "auto", NULL};
     static const char *const attentions[] = {"softmax", "linear", NULL};
-    static const char *const modes[] = {"none", "random", "similar", NULL};
-    static const int format_vals[] = {LRGD_DATA_AMAZON, LRGD_DATA_RECBOLE, LRGD_DATA_AUTO};
     static const int attn_vals[] = {LRGD_ATTN_SOFTMAX, LRGD_ATTN_LINEAR};
-    static const int mode_vals[] = {LRGD_DEMOS_NONE, LRGD_DEMOS_RANDOM, LRGD_DEMOS_SIMILAR};
     lrgd_train_opts o;
     lrgd_train_opts_init(&o);
     cli_common com;
@@ -169,7 +165,7 @@ int cmd_train(int argc, char **argv)
     int fmt = LRGD_DATA_AUTO, attn = o.attn, val_demos = o.val_demos;
     const cli_opt opts[] = {
         CLI_O_STR("data", &data, "an interaction file"),
-        CLI_O_CHOICE("format", &fmt, formats, format_vals),
+        CLI_O_CHOICE("format", &fmt, cli_format_names, cli_format_values),
         CLI_O_STR("out", &o.out, "a model file"),
         CLI_O_INT("layers", &o.n_layers, 1, 64),
         CLI_O_INT("dim", &o.dim, 2, 4096),
@@ -195,7 +191,7 @@ int cmd_train(int argc, char **argv)
         CLI_O_INT("sampled", &o.sampled, 0, 1 << 24),
         CLI_O_INT("patience", &o.patience, 0, 100000),
         CLI_O_DOUBLE("max-minutes", &o.max_minutes, 0, 1e7),
-        CLI_O_CHOICE("val-demos", &val_demos, modes, mode_vals),
+        CLI_O_CHOICE("val-demos", &val_demos, cli_demo_names, NULL),
         CLI_O_INT("val-k", &o.val_k, 0, 64),
         CLI_O_DOUBLE("save-every", &o.save_every_s, 0, 1e9),
         CLI_O_FLAG("no-resume", &o.no_resume),
