@@ -75,6 +75,9 @@ expect2 "no data" --model "$T/m.gguf"
 expect2 "bad users" --model "$T/m.gguf" --data "$T/syn.txt" --users 0
 expect2 "bad pool" --model "$T/m.gguf" --data "$T/syn.txt" --pool x
 expect2 "unknown option" --model "$T/m.gguf" --data "$T/syn.txt" --frobnicate
+printf '1\tRed lipstick\n' > "$T/items.tsv"
+expect2 "--items on an item-token model" --model "$T/m.gguf" --data "$T/syn.txt" --items "$T/items.tsv" --out "$T/e"
+grep -q "titles are for text LLMs" "$T/err.txt" && ok || bad "--items on an item-token model: '$(cat "$T/err.txt")'"
 expect2 "too many users" --model "$T/m.gguf" --data "$T/syn.txt" --users 100000 --out "$T/e"
 # a dataset the model was not trained on (other item ids)
 awk '{ line = $1; for (i = 2; i <= NF; i++) line = line " " ($i + 100); print line }' "$T/syn.txt" > "$T/other.txt"

@@ -150,6 +150,13 @@ expect2 --synthetic --out "$T/u8" extra
 expect2 --data "$T/missing.txt" --out "$T/u9"
 printf '1 2 3\n\n2 3 4\n' >"$T/blank.txt"
 expect2 --data "$T/blank.txt" --out "$T/u10"
+# a text LLM as --model (stories260K through lrgd convert: a tokenizer, no lrgd item vocabulary) is
+# refused with a plain one-line reason before DIR is made
+"$B" convert "${LRGD_SHARED:?}/models/stories260K.bin" "$T/text.gguf" --quiet || bad "convert stories260K"
+"$B" experiment --synthetic --quick --model "$T/text.gguf" --out "$T/u11" >/dev/null 2>"$T/u.err"
+r=$?
+[ $r -eq 2 ] && [ "$(wc -l <"$T/u.err")" -eq 1 ] && grep -q 'text.gguf has no lrgd item vocabulary (a text LLM)' "$T/u.err" &&
+    [ ! -e "$T/u11" ] || bad "text LLM --model: exit $r, $(cat "$T/u.err")"
 "$B" experiment --help | grep -q -- '--synthetic' || bad "--help"
 
 [ $fails -eq 0 ] && echo "cli_experiment: all checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -80,6 +80,13 @@ expect2 "negative lambda" "${B[@]}" --lambda -1
 expect2 "k zero" "${B[@]}" --k 0
 expect2 "too many users" "${B[@]}" --users 290 --hold 50
 expect2 "unknown option" "${B[@]}" --frobnicate
+# a text LLM (GGUF with a tokenizer, no lrgd item vocabulary: stories260K through lrgd convert) is
+# refused up front with a plain reason, exit 2, before the output directory is made
+"$BIN" convert "${LRGD_SHARED:?}/models/stories260K.bin" "$T/text.gguf" --quiet || bad "convert stories260K"
+"$BIN" optimize --model "$T/text.gguf" --data "$T/syn.txt" --users 5 --hold 2 --out "$T/tx" > /dev/null 2> "$T/err.txt"
+rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l < "$T/err.txt")" -eq 1 ] && grep -q "text.gguf has no lrgd item vocabulary (a text LLM)" "$T/err.txt" \
+    && [ ! -e "$T/tx" ] && ok || bad "text LLM: exit $rc, '$(cat "$T/err.txt")'"
 "$BIN" optimize --help | grep -q "collapse guard" && ok || bad "help"
 
 echo "cli_optimize: $pass passed, $fail failed"

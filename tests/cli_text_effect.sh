@@ -4,7 +4,8 @@
 # vocabulary, the item-title prompts of textllm scoring. dual: E1 (linear attention), E2 (softmax), E4
 # and the rebuilt logits within 1e-5 under --strict (E3 runs and is recorded), the prompts recorded as text; effect: Effect_D
 # against the ground truth dlogP (Spearman rho > 0 for softmax), each candidate's tokens and the JSON;
-# a model with neither item vocabulary nor tokenizer exits 2 with a reason.
+# effect --items: titles shown as "item <id>" give the run without titles, real titles lengthen every
+# demonstration and change Effect_D; a model with neither item vocabulary nor tokenizer exits 2 with a reason.
 set -u
 BIN=${LRGD_BIN:?}
 : "${LRGD_BUILD:?LRGD_BUILD is not set}"
@@ -75,6 +76,30 @@ done
     --out "$T/e-again" --quiet >/dev/null 2>&1 || fail "effect again"
 cut -d, -f1-4 "$T/e-again/effect_pairs.csv" | cmp -s - <(cut -d, -f1-4 "$T/e-bpe-softmax/effect_pairs.csv") ||
     fail "effect: the same run gives other Effect_D values"
+
+# ---- lrgd effect --items: the titles are what the text prompts show ----------------------------------
+E=(effect --model "$T/bpe-softmax.gguf" --data "$T/t.txt" --users 10 --pool 6 --max-hist 4 --demo-hist 4 --quiet)
+# titles that read exactly "item <id>", what the prompts show without --items: the same pairs, the same
+# demonstration token counts and the same Effect_D as the run without titles
+awk -F'\t' 'NR > 1 { print $1 "\titem " $1 }' "$T/items.tsv" >"$T/items-as-ids.tsv"
+"$BIN" "${E[@]}" --items "$T/items-as-ids.tsv" --out "$T/e-ids" >"$T/e-ids.txt" 2>&1 || fail "effect --items (ids): $(cat "$T/e-ids.txt")"
+cut -d, -f1-4 "$T/e-ids/effect_pairs.csv" | cmp -s - <(cut -d, -f1-4 "$T/e-again/effect_pairs.csv") ||
+    fail "effect --items with 'item <id>' titles differs from the run without --items"
+# the real titles: the same (user, demonstration) pairs, each demonstration longer in tokens than as
+# "item <id>" lines, other Effect_D values, and the file recorded in effect.json
+"$BIN" "${E[@]}" --items "$T/items.tsv" --out "$T/e-titles" >"$T/e-titles.txt" 2>&1 || fail "effect --items: $(cat "$T/e-titles.txt")"
+cut -d, -f1-2 "$T/e-titles/effect_pairs.csv" | cmp -s - <(cut -d, -f1-2 "$T/e-again/effect_pairs.csv") ||
+    fail "effect --items: other (user, demonstration) pairs than without titles"
+paste -d, "$T/e-titles/effect_pairs.csv" "$T/e-again/effect_pairs.csv" | awk -F, 'NR > 1 { n++; if (!($3 > $10)) short++; if ($4 != $11) diff++ }
+    END { if (n < 30 || short || diff < n / 2) { print n " pairs, " short + 0 " not longer, " diff + 0 " other Effect_D"; exit 1 } }' ||
+    fail "effect --items: the titles are not in the prompts"
+tr -d ' \n' <"$T/e-titles/effect.json" | grep -qF "\"items\":\"$T/items.tsv\"" || fail "effect --items: not in effect.json"
+tr -d ' \n' <"$T/e-again/effect.json" | grep -q '"items":null' || fail "effect without --items: items not null in effect.json"
+echo "effect --items: 'item <id>' titles reproduce the run without titles; real titles lengthen every demonstration"
+# an item the dataset does not have: exit 2 naming the file and line
+printf '1\tA title\n99\tNo such item\n' >"$T/items-bad.tsv"
+"$BIN" "${E[@]}" --items "$T/items-bad.tsv" --out "$T/e-bad" >/dev/null 2>"$T/err"; rc=$?
+[ $rc = 2 ] && grep -q "items-bad.tsv:2" "$T/err" || fail "effect --items with an unknown item: exit $rc: $(cat "$T/err")"
 
 # ---- bad input --------------------------------------------------------------------------------------
 "$BIN" effect --model "$SHARED/models/stories260K.bin" --data "$T/t.txt" >/dev/null 2>"$T/err"; rc=$?

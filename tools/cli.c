@@ -268,8 +268,9 @@ lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char
     lrgd_prompt_vocab pv;
     lrgd_status st = lrgd_prompt_vocab_of(m, &pv);
     if (st == LRGD_E_UNSUPPORTED)
-        return lrgd_fail(st, "%s has no lrgd item vocabulary (a text LLM?): lrgd %s works on item tokens and needs a "
-                             "recommendation model trained by 'lrgd train' on the dataset", path, cmd);
+        return lrgd_fail(st, "%s has no lrgd item vocabulary (a text LLM): lrgd %s works on item tokens and needs a "
+                             "model trained by 'lrgd train' on the dataset (text LLMs: eval --method textllm, dual, "
+                             "effect)", path, cmd);
     return st == LRGD_OK ? LRGD_OK : lrgd_fail_wrap(st, "%s", path);
 }
 
