@@ -190,7 +190,7 @@ static lrgd_status run_layers(lrgd_mbatch *b, int n_seq, const int *off, int mod
         lrgd_rope(b->q, nq, H, hd, 0, b->pos, c->rope_base, c->rope_type, 1);
 
         /* attention, one sequence at a time (a thread each when there are enough) */
-        const float *pk = b->pre_k + (size_t)l * b->n_pre * kvd, *pv = b->pre_v + (size_t)l * b->n_pre * kvd;
+        const float *pk = P ? b->pre_k + (size_t)l * P * kvd : NULL, *pv = P ? b->pre_v + (size_t)l * P * kvd : NULL;
         int par = n_seq >= 2 * lrgd_get_threads();
 #pragma omp parallel for schedule(dynamic, 4) if (par)
         for (int s = 0; s < n_seq; s++) {
