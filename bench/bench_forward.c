@@ -6,8 +6,10 @@
  * file of the dtype and loaded back (mmap'd, as users load one), so lrgd and
  * llama.cpp run the same file. Each figure is reported as tokens / fastest
  * repetition ("best": on a shared machine the least disturbed run) and
- * tokens / mean time. Prints a table with ratios measured in the same run (2
- * threads over 1, lrgd over llama.cpp with --peer), the achieved prompt
+ * tokens / mean time, and as tokens per CPU second of the process (for one
+ * thread on a loaded machine, close to what an idle machine's clock shows).
+ * Prints a table with ratios measured in the same run (2 threads over 1, lrgd
+ * over llama.cpp with --peer, by wall clock and by CPU time), the achieved prompt
  * GFLOP/s against OpenBLAS sgemm on the model's FFN shape at the same thread
  * count, and the load average; writes JSON atomically.
  *
@@ -53,6 +55,7 @@ typedef struct result {
     double pp_gflop;                           /* floating-point work of one prompt, GFLOP */
     double sgemm_gflops;                       /* OpenBLAS on the FFN shape, same threads */
     double peer_pp, peer_tg, peer_pp_mean, peer_tg_mean; /* llama.cpp, 0 when not measured */
+    double peer_pp_cpu, peer_tg_cpu;                     /* llama.cpp tokens per CPU second of node */
 } result;
 
 static long long count_params(const lrgd_config *c)
@@ -193,9 +196,11 @@ static void run_peer(const char *peer_dir, const char *gguf, int threads, int re
     }
     r->peer_pp = json_num_in(text, "pp", "best_tokens_per_s");
     r->peer_pp_mean = json_num_in(text, "pp", "tokens_per_s");
+    r->peer_pp_cpu = json_num_in(text, "pp", "best_tokens_per_cpu_s");
     if (tg > 0) {
         r->peer_tg = json_num_in(text, "tg", "best_tokens_per_s");
         r->peer_tg_mean = json_num_in(text, "tg", "tokens_per_s");
+        r->peer_tg_cpu = json_num_in(text, "tg", "best_tokens_per_cpu_s");
     }
     lrgd_free(text);
     unlink(json);
@@ -205,8 +210,10 @@ static void print_header(int peer)
 {
     printf("%-20s %-5s %3s %10s %10s %9s %9s %7s %7s", "model", "type", "thr", "pp512 t/s", "tg t/s", "pp t/cpus",
            "tg t/cpus", "pp GF/s", "%sgemm");
-    if (peer) printf(" %10s %10s %7s %7s", "llama pp", "llama tg", "pp x", "tg x");
-    printf("   (best of reps)\n");
+    if (peer)
+        printf(" %10s %10s %9s %9s %7s %7s %7s %7s", "llama pp", "llama tg", "pp t/cpus", "tg t/cpus", "pp x", "tg x",
+               "pp xcpu", "tg xcpu");
+    printf("   (best of reps; t/cpus: tokens per CPU second of the process; x: lrgd over llama.cpp)\n");
 }
 
 static void print_row(const result *r)
@@ -215,8 +222,9 @@ static void print_row(const result *r)
     printf("%-20s %-5s %3d %10.1f %10.1f %9.1f %9.1f %7.1f %6.0f%%", r->model, r->type, r->threads, r->pp_best,
            r->tg_best, r->pp_cpu, r->tg_cpu, gf, r->sgemm_gflops > 0 ? 100 * gf / r->sgemm_gflops : 0);
     if (r->peer_pp > 0)
-        printf(" %10.1f %10.1f %6.2fx %6.2fx", r->peer_pp, r->peer_tg, r->pp_best / r->peer_pp,
-               r->peer_tg > 0 ? r->tg_best / r->peer_tg : 0);
+        printf(" %10.1f %10.1f %9.1f %9.1f %6.2fx %6.2fx %6.2fx %6.2fx", r->peer_pp, r->peer_tg, r->peer_pp_cpu,
+               r->peer_tg_cpu, r->pp_best / r->peer_pp, r->peer_tg > 0 ? r->tg_best / r->peer_tg : 0,
+               r->peer_pp_cpu > 0 ? r->pp_cpu / r->peer_pp_cpu : 0, r->peer_tg_cpu > 0 ? r->tg_cpu / r->peer_tg_cpu : 0);
     putchar('\n');
     fflush(stdout);
 }
@@ -319,10 +327,18 @@ static int write_json(const char *path, const result *r, int n, int quick, const
             lrgd_json_knum(&j, "llamacpp_pp_tok_s", r[i].peer_pp);
             lrgd_json_knum(&j, "llamacpp_pp_tok_s_mean", r[i].peer_pp_mean);
             lrgd_json_knum(&j, "pp_vs_llamacpp", r[i].pp_best / r[i].peer_pp);
+            if (r[i].peer_pp_cpu > 0) {
+                lrgd_json_knum(&j, "llamacpp_pp_tok_per_cpu_s", r[i].peer_pp_cpu);
+                lrgd_json_knum(&j, "pp_vs_llamacpp_cpu", r[i].pp_cpu / r[i].peer_pp_cpu);
+            }
             if (r[i].peer_tg > 0) {
                 lrgd_json_knum(&j, "llamacpp_tg_tok_s", r[i].peer_tg);
                 lrgd_json_knum(&j, "llamacpp_tg_tok_s_mean", r[i].peer_tg_mean);
                 lrgd_json_knum(&j, "tg_vs_llamacpp", r[i].tg_best / r[i].peer_tg);
+                if (r[i].peer_tg_cpu > 0) {
+                    lrgd_json_knum(&j, "llamacpp_tg_tok_per_cpu_s", r[i].peer_tg_cpu);
+                    lrgd_json_knum(&j, "tg_vs_llamacpp_cpu", r[i].tg_cpu / r[i].peer_tg_cpu);
+                }
             }
         }
         for (int k = 0; k < n; k++)

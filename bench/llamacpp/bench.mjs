@@ -52,8 +52,13 @@ async function clear() {
     else addon.disposeSequence(seqId);
 }
 
+// Each run returns [wall seconds, CPU seconds of the whole process]: on a loaded machine the
+// CPU time of a 1-thread run is close to what an idle machine's wall clock would show.
+const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+
 async function runPP() {
     await clear();
+    const c0 = cpuNow();
     const t0 = process.hrtime.bigint();
     if (o.api === "public") await seq.evaluateWithoutGeneratingNewTokens(Array.from(ppTokens));
     else {
@@ -61,12 +66,13 @@ async function runPP() {
         addon.addToBatch(seqId, 0, ppTokens, Uint32Array.of(o.pp - 1));
         await addon.decodeBatch();
     }
-    return Number(process.hrtime.bigint() - t0) / 1e9;
+    return [Number(process.hrtime.bigint() - t0) / 1e9, cpuNow() - c0];
 }
 
 async function runTG(n = o.tg) {
     await clear();
     const one = new Uint32Array(1), idx = Uint32Array.of(0);
+    const c0 = cpuNow();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
         if (o.api === "public") await seq.controlledEvaluate([[tgTokens[i], { generateNext: { token: true } }]]);
@@ -77,14 +83,16 @@ async function runTG(n = o.tg) {
             await addon.decodeBatch();
         }
     }
-    return Number(process.hrtime.bigint() - t0) / 1e9;
+    return [Number(process.hrtime.bigint() - t0) / 1e9, cpuNow() - c0];
 }
 
-function stats(times, n) {
+function stats(runs, n) {
+    const times = runs.map((r) => r[0]), cpu = runs.map((r) => r[1]);
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
     const sd = Math.sqrt(times.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, times.length - 1));
     const best = Math.min(...times);  // on a shared machine the fastest run is the least disturbed
-    return { tokens: n, reps: times.length, mean_s: mean, sd_s: sd, tokens_per_s: n / mean, best_tokens_per_s: n / best, runs_s: times };
+    return { tokens: n, reps: times.length, mean_s: mean, sd_s: sd, tokens_per_s: n / mean, best_tokens_per_s: n / best, runs_s: times,
+        cpu_s: cpu, best_tokens_per_cpu_s: n / Math.min(...cpu) };
 }
 
 await runPP(); await runTG(Math.min(o.tg, 16));  // warm-up

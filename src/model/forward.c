@@ -32,6 +32,7 @@ struct lrgd_state {
     float *q, *att_out;      /* [n_batch][dim] */
     float *hb, *hb2;         /* [n_batch][hidden] gate (then silu(gate)*up), up */
     float *lse;              /* [n_heads][n_batch], filled while a hook is installed */
+    float *rope_cs;          /* [n_batch][2*head_dim]: the batch's RoPE angles, shared by q, k, layers */
     float *att;              /* [n_heads][n_batch][n_ctx], only with LRGD_HOOK_ATT */
 
     lrgd_hook_fn hook;
@@ -92,6 +93,7 @@ lrgd_status lrgd_state_new(const lrgd_model *m, int n_ctx, int n_batch, lrgd_sta
     s->hb = alloc_f32(nb, F, &st);
     s->hb2 = alloc_f32(nb, F, &st);
     s->lse = alloc_f32(nb, (size_t)c->n_heads, &st);
+    s->rope_cs = alloc_f32(nb, 2 * (size_t)c->head_dim, &st);
     if (st != LRGD_OK) {
         lrgd_state_free(s);
         return st;
@@ -113,6 +115,7 @@ void lrgd_state_free(lrgd_state *s)
     lrgd_free(s->hb);
     lrgd_free(s->hb2);
     lrgd_free(s->lse);
+    lrgd_free(s->rope_cs);
     lrgd_free(s->att);
     lrgd_free(s);
 }
@@ -203,6 +206,7 @@ static lrgd_status forward_batch(lrgd_state *s, int n, float *logits, int all_lo
     const size_t kvd = s->kvd, nD = (size_t)n * D;
     float *x = s->res[0], *mid = s->res[1], *xo = s->res[2];
 
+    lrgd_rope_table(s->rope_cs, n, hd, pos0, NULL, c->rope_base, c->rope_type, 1);
     for (int l = 0; l < c->n_layers; l++) {
         const lrgd_layer *L = &m->layers[l];
         float *kc = s->k_cache + (size_t)l * s->n_ctx * kvd, *vc = s->v_cache + (size_t)l * s->n_ctx * kvd;
@@ -213,8 +217,8 @@ static lrgd_status forward_batch(lrgd_state *s, int n, float *logits, int all_lo
         lrgd_matmul(s->q, s->xn, &L->wq, n, 0);
         lrgd_matmul(kb, s->xn, &L->wk, n, 0);
         lrgd_matmul(vb, s->xn, &L->wv, n, 0);
-        lrgd_rope(s->q, n, c->n_heads, hd, pos0, NULL, c->rope_base, c->rope_type, 1);
-        lrgd_rope(kb, n, c->n_kv_heads, hd, pos0, NULL, c->rope_base, c->rope_type, 1);
+        lrgd_rope_apply(s->q, n, c->n_heads, hd, s->rope_cs, c->rope_type);
+        lrgd_rope_apply(kb, n, c->n_kv_heads, hd, s->rope_cs, c->rope_type);
         lrgd_attention_forward_lse(s->att_out, s->hook ? s->att : NULL, s->hook ? s->lse : NULL, s->q, kc, vc, pos0,
                                    n, c->n_heads, c->n_kv_heads, hd, c->attn);
         memcpy(mid, x, nD * sizeof(float));
