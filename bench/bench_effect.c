@@ -1,0 +1,209 @@
+/* Effect_D scoring per (user, demonstration) pair next to one ground-truth
+ * forward pass, in the same run, in CPU seconds of the one thread doing the
+ * work (the machine may be shared; a thread's CPU time is what it costs).
+ *
+ * Users: a seeded sample of a leave-one-out split; for each, the P most
+ * similar training demonstrations (as `lrgd effect`), each encoded once into
+ * one store, and one probe per user. Then:
+ *  - fast, cold: lrgd_effect_score over every user's candidates in turn (the
+ *    store is larger than the caches, so each entry comes from memory);
+ *  - fast, warm: each user's candidates scored again right after (cached);
+ *  - reference: ef_score_scaled, the term-by-term loop, on the same pairs;
+ *  - truth: lrgd_effect_logp of [T | d | Q] for every pair (a forward pass
+ *    with T's cache reused, and log p(y) over the items).
+ * Best of R reps; writes JSON atomically.
+ *
+ * usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [OUT.json]
+ *   --data FILE   default $LRGD_SHARED/datasets/amazon/Beauty.txt
+ *   --users N     default 100;  --pool P  default 50;  --reps R  default 5 */
+#include "effect/effect_impl.h"
+#include "lrgd/data.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    if (!getenv("OMP_WAIT_POLICY")) { /* the lrgd tool's waiting policy (tools/lrgd.c) */
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);
+    }
+    const char *data = NULL, *model = NULL, *out = NULL;
+    int NU = 100, P = 50, reps = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--users") && i + 1 < argc) NU = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pool") && i + 1 < argc) P = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !out) out = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [OUT.json]\n");
+            return 2;
+        }
+    }
+    if (!model || NU < 1 || P < 1 || P > 1000 || reps < 1) {
+        fprintf(stderr, "bench_effect: --model is required; bad option value\n");
+        return 2;
+    }
+    char dpath[1024];
+    if (!data) {
+        const char *sh = getenv("LRGD_SHARED");
+        snprintf(dpath, sizeof dpath, "%s/datasets/amazon/Beauty.txt", sh ? sh : "../shared");
+        data = dpath;
+    }
+    lrgd_set_threads(1);
+    lrgd_set_quiet(1);
+    lrgd_model *m = NULL;
+    lrgd_dataset *ds = NULL;
+    lrgd_split *sp = NULL;
+    lrgd_demo_index *ix = NULL;
+    lrgd_effect *e = NULL;
+    lrgd_store *st = NULL;
+    lrgd_status s_ = lrgd_model_load(model, &m);
+    if (s_ == LRGD_OK) s_ = lrgd_dataset_load(data, LRGD_DATA_AUTO, &ds);
+    if (s_ == LRGD_OK) s_ = lrgd_model_check_items(m, ds);
+    if (s_ == LRGD_OK) s_ = lrgd_split_loo(ds, &sp);
+    if (s_ == LRGD_OK && NU > lrgd_split_n_users(sp)) NU = lrgd_split_n_users(sp);
+    if (s_ == LRGD_OK) s_ = lrgd_demo_index_new(sp, LRGD_STEP_VALID, 20, &ix);
+    if (s_ == LRGD_OK) s_ = lrgd_effect_new(m, &e);
+    if (s_ == LRGD_OK) s_ = lrgd_store_new(e, &st);
+    int nu_all = ds ? lrgd_dataset_n_users(ds) : 0;
+    int32_t *users = malloc(sizeof *users * (size_t)NU), *cu = malloc(sizeof *cu * (size_t)P);
+    int *sid = malloc(sizeof *sid * (size_t)(nu_all ? nu_all : 1)), *ids = malloc(sizeof *ids * (size_t)NU * P),
+        *nc = calloc((size_t)NU, sizeof *nc), *qlen = calloc((size_t)NU, sizeof *qlen), *tok = NULL;
+    int32_t *ys = malloc(sizeof *ys * (size_t)NU);
+    int **qtok = calloc((size_t)NU, sizeof *qtok);
+    lrgd_probe **pr = calloc((size_t)NU, sizeof *pr);
+    double *eff = malloc(sizeof *eff * (size_t)P);
+    if (!users || !cu || !sid || !ids || !nc || !qlen || !ys || !qtok || !pr || !eff)
+        s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    if (s_ == LRGD_OK) s_ = lrgd_sample_users(sp, NU, 42, users);
+    if (s_ == LRGD_OK && !(tok = malloc(sizeof *tok * (size_t)m->cfg.seq_len))) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    for (int i = 0; i < nu_all && sid; i++) sid[i] = -1;
+    long npairs = 0, rows = 0;
+    for (int ui = 0; ui < NU && s_ == LRGD_OK; ui++) {
+        int u = users[ui], nh;
+        const int32_t *h;
+        lrgd_split_history(sp, LRGD_STEP_VALID, u, &h, &nh);
+        ys[ui] = lrgd_split_target(sp, LRGD_STEP_VALID, u);
+        if (!(qtok[ui] = malloc(sizeof(int) * 64))) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+        if (s_ == LRGD_OK) s_ = lrgd_query_tokens(&e->v, h, nh, 50, qtok[ui], &qlen[ui]);
+        if (s_ == LRGD_OK) s_ = lrgd_demo_index_similar(ix, h, nh, u, P, cu, NULL, &nc[ui]);
+        for (int c = 0; c < nc[ui] && s_ == LRGD_OK; c++) {
+            if (sid[cu[c]] < 0) {
+                lrgd_demo d;
+                int n;
+                s_ = lrgd_demo_index_demo(ix, cu[c], &d, NULL);
+                if (s_ == LRGD_OK) s_ = lrgd_demo_tokens(&e->v, &d, 20, tok, &n);
+                if (s_ == LRGD_OK) s_ = lrgd_store_add(st, tok, n, NULL, &sid[cu[c]]);
+            }
+            ids[(size_t)ui * P + c] = sid[cu[c]];
+            rows += lrgd_store_len(st, sid[cu[c]]);
+        }
+        if (s_ == LRGD_OK) s_ = lrgd_probe_run(e, NULL, NULL, 0, qtok[ui], qlen[ui], ys[ui], &pr[ui]);
+        npairs += nc[ui];
+    }
+    double best_cold = 1e300, best_warm = 1e300, best_ref = 1e300, best_truth = 1e300, chk = 0;
+    for (int r = 0; r < reps && s_ == LRGD_OK; r++) {
+        double t0 = cpu();
+        for (int ui = 0; ui < NU && s_ == LRGD_OK; ui++) s_ = lrgd_effect_score(st, pr[ui], ids + (size_t)ui * P, nc[ui], eff, NULL);
+        double cold = cpu() - t0, warm = 0;
+        for (int ui = 0; ui < NU && s_ == LRGD_OK; ui++) {
+            s_ = lrgd_effect_score(st, pr[ui], ids + (size_t)ui * P, nc[ui], eff, NULL);
+            double w0 = cpu();
+            for (int k = 0; k < 10 && s_ == LRGD_OK; k++)
+                s_ = lrgd_effect_score(st, pr[ui], ids + (size_t)ui * P, nc[ui], eff, NULL);
+            warm += (cpu() - w0) / 10;
+            chk += eff[0];
+        }
+        t0 = cpu();
+        for (int ui = 0; ui < NU; ui++)
+            for (int c = 0; c < nc[ui]; c++) chk += ef_score_scaled(st, ids[(size_t)ui * P + c], pr[ui], 1.0);
+        double ref = cpu() - t0;
+        /* the truth on a fifth of the users (a forward pass per pair is slow), per pair */
+        int nt = 0;
+        t0 = cpu();
+        for (int ui = 0; ui < NU && s_ == LRGD_OK; ui += 5)
+            for (int c = 0; c < nc[ui] && s_ == LRGD_OK; c++) {
+                int id = ids[(size_t)ui * P + c], len = lrgd_store_len(st, id), k = e->n_instr;
+                memcpy(tok, e->instr, sizeof(int) * (size_t)k);
+                memcpy(tok + k, lrgd_store_tokens(st, id), sizeof(int) * (size_t)len);
+                memcpy(tok + k + len, qtok[ui], sizeof(int) * (size_t)qlen[ui]);
+                double lp;
+                s_ = lrgd_effect_logp(e, tok, k + len + qlen[ui], ys[ui], &lp);
+                chk += lp;
+                nt++;
+            }
+        double truth = (cpu() - t0) / (nt ? nt : 1);
+        if (cold < best_cold) best_cold = cold;
+        if (warm < best_warm) best_warm = warm;
+        if (ref < best_ref) best_ref = ref;
+        if (truth < best_truth) best_truth = truth;
+    }
+    if (s_ != LRGD_OK) {
+        fprintf(stderr, "bench_effect: %s\n", lrgd_last_error());
+        return 1;
+    }
+    double us_cold = 1e6 * best_cold / npairs, us_warm = 1e6 * best_warm / npairs, us_ref = 1e6 * best_ref / npairs,
+           us_truth = 1e6 * best_truth;
+    printf("bench_effect: %s, %s: %d users x up to %d candidates = %ld pairs (%d demonstrations, %.2f tokens on "
+           "average), 1 thread, CPU time, best of %d (checksum %g)\n",
+           data, model, NU, P, npairs, lrgd_store_n(st), (double)rows / npairs, reps, chk);
+    printf("  Effect_D scoring, cold store    %8.3f us/pair\n", us_cold);
+    printf("  Effect_D scoring, warm          %8.3f us/pair\n", us_warm);
+    printf("  reference loop (ef_score_scaled) %7.3f us/pair  (%.1fx the cold fast path)\n", us_ref, us_ref / us_cold);
+    printf("  ground-truth forward pass       %8.1f us/pair\n", us_truth);
+    printf("  truth / scoring: %.0fx cold, %.0fx warm\n", us_truth / us_cold, us_truth / us_warm);
+    if (out) {
+        lrgd_afile af;
+        s_ = lrgd_afile_open(&af, out);
+        if (s_ == LRGD_OK) {
+            lrgd_json j;
+            lrgd_json_init(&j, af.f, 1);
+            lrgd_json_obj_begin(&j);
+            lrgd_json_kstr(&j, "bench", "effect");
+            lrgd_json_kstr(&j, "data", data);
+            lrgd_json_kstr(&j, "model", model);
+            lrgd_json_kint(&j, "users", NU);
+            lrgd_json_kint(&j, "pool", P);
+            lrgd_json_kint(&j, "pairs", npairs);
+            lrgd_json_kint(&j, "reps", reps);
+            lrgd_json_knum(&j, "us_per_pair_scoring_cold", us_cold);
+            lrgd_json_knum(&j, "us_per_pair_scoring_warm", us_warm);
+            lrgd_json_knum(&j, "us_per_pair_reference_loop", us_ref);
+            lrgd_json_knum(&j, "us_per_pair_truth_forward", us_truth);
+            lrgd_json_knum(&j, "ratio_truth_over_cold", us_truth / us_cold);
+            lrgd_json_knum(&j, "ratio_truth_over_warm", us_truth / us_warm);
+            lrgd_json_obj_end(&j);
+            fputc('\n', af.f);
+            s_ = lrgd_afile_commit(&af);
+        }
+        if (s_ != LRGD_OK) {
+            fprintf(stderr, "bench_effect: %s\n", lrgd_last_error());
+            return 1;
+        }
+        printf("  wrote %s\n", out);
+    }
+    for (int ui = 0; ui < NU; ui++) {
+        lrgd_probe_free(pr[ui]);
+        free(qtok[ui]);
+    }
+    free(pr); free(qtok); free(users); free(cu); free(sid); free(ids); free(nc); free(qlen); free(ys); free(eff); free(tok);
+    lrgd_store_free(st);
+    lrgd_effect_free(e);
+    lrgd_demo_index_free(ix);
+    lrgd_split_free(sp);
+    lrgd_dataset_free(ds);
+    lrgd_model_free(m);
+    return 0;
+}
