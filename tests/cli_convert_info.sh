@@ -95,7 +95,11 @@ expect 2 "info missing file" -- "$LRGD_BIN" info "$TMP/nope.gguf"
 contains "$TMP/err" "cannot open"
 expect 2 "info --raw on llama2.c" -- "$LRGD_BIN" info --raw "$SRC"
 contains "$TMP/err" "magic"
-expect 2 "convert into a missing directory" -- "$LRGD_BIN" convert "$SRC" "$TMP/no/such/dir/x.gguf"
+# an output that cannot be written: a runtime failure, exit 1 (an unreadable input stays 2)
+expect 1 "convert into a missing directory" -- "$LRGD_BIN" convert "$SRC" "$TMP/no/such/dir/x.gguf"
+contains "$TMP/err" "x.gguf: cannot create"
+expect 1 "convert under a regular file" -- "$LRGD_BIN" convert "$SRC" /etc/passwd/x.gguf
+contains "$TMP/err" "Not a directory"
 ls "$TMP"/no 2>/dev/null && no "left something behind" || ok
 # atomic: a failed conversion leaves an existing output untouched
 cp "$TMP/s_f16.gguf" "$TMP/keep.gguf"

@@ -70,6 +70,13 @@ expect2() {
     local rc=$?
     [ $rc -eq 2 ] && [ -s "$T/err.txt" ] && ok || bad "$what: exit $rc, '$(cat "$T/err.txt")'"
 }
+# an output folder that cannot be made (under a regular file: tests run as root) is a runtime
+# failure, exit 1; an unreadable input stays exit 2
+"$BIN" effect --model "$T/m.gguf" --data "$T/syn.txt" --users 2 --pool 2 --threads 1 --quiet --out /etc/passwd/x \
+    > /dev/null 2> "$T/err.txt"
+rc=$?
+[ $rc -eq 1 ] && grep -q "/etc/passwd/x: cannot create the output directory (Not a directory)" "$T/err.txt" && ok \
+    || bad "--out under a file: exit $rc, '$(cat "$T/err.txt")'"
 expect2 "no model" --data "$T/syn.txt"
 expect2 "no data" --model "$T/m.gguf"
 expect2 "bad users" --model "$T/m.gguf" --data "$T/syn.txt" --users 0

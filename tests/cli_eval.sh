@@ -96,7 +96,19 @@ expect 2 "the dataset has only 9 items" -- eval --data "$DATA/rec/tiny.txt" --me
 expect 2 "--split: expected test or valid" -- eval --data "$DATA/rec/tiny.txt" --method pop --split train
 expect 2 "--knn-decay" -- eval --data "$DATA/rec/tiny.txt" --method itemknn --knn-decay 0
 expect 2 "--format" -- eval --data "$DATA/rec/tiny.txt" --method pop --format csv
-expect 2 "cannot create" -- eval --data "$DATA/rec/tiny.txt" --method pop --out "$T/no/such/dir/r.json"
+# An output that cannot be written is a runtime failure (exit 1, LRGD_E_WRITE); an input that cannot
+# be read stays bad input (exit 2). Tests run as root, so a path under a regular file stands for an
+# unwritable folder, and a file-size limit (ulimit -f, SIGXFSZ ignored) for a full disk.
+expect 1 "no/such/dir/r.json: cannot create" -- eval --data "$DATA/rec/tiny.txt" --method pop --out "$T/no/such/dir/r.json"
+expect 1 "/etc/passwd/r.csv: cannot create: Not a directory" -- eval --data "$DATA/rec/tiny.txt" --method pop \
+    --ranks-csv /etc/passwd/r.csv
+expect 2 "cannot open" -- eval --data "$T/no/such/data.txt" --method pop --out "$T/r-unread.json"
+[ ! -e "$T/r-unread.json" ] || fail "an output was written although the input could not be read"
+(trap '' XFSZ; ulimit -f 1; exec "$BIN" eval --data "$DATA/rec/tiny.txt" --method pop --quiet --out "$T/big.json") \
+    >/dev/null 2>"$T/err"
+rc=$?
+[ $rc = 1 ] && grep -q "write failed: File too large" "$T/err" || fail "eval --out over the file-size limit: exit $rc: $(cat "$T/err")"
+ls "$T" | grep -q 'big.json' && fail "a partial output or its temporary file was left: $(ls "$T")"
 # u1 never interacted with only 4 items (6-9): 5 negatives cannot be drawn.
 expect 2 "cannot draw 5 negatives" -- eval --data "$DATA/rec/tiny.txt" --method pop --candidates 6
 "$BIN" eval --help | grep -q -- '--keep-history' || fail "help lacks --keep-history"

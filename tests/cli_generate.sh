@@ -52,6 +52,16 @@ out=$("$B" generate --model "$M" --prompt "1 ${WANT[*]:0:5}" --n 0 --ids --logit
 [ -z "$out" ] || bad "--n 0 printed '$out'"
 size=$(stat -c %s "$T/l.f32" 2>/dev/null || echo 0)
 [ "$size" -eq $((6 * 512 * 4)) ] || bad "logits file is $size bytes, expected $((6 * 512 * 4))"
+# --logits that cannot be written: a runtime failure (exit 1), not bad input; over a file-size limit
+# (ulimit -f 4 KiB, SIGXFSZ ignored: a full disk) too, leaving neither the file nor its temporary
+"$B" generate --model "$M" --n 0 --logits /etc/passwd/l.f32 --quiet >/dev/null 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "/etc/passwd/l.f32: cannot create" "$T/err" || bad "--logits under a file: exit $rc: $(cat "$T/err")"
+(trap '' XFSZ; ulimit -f 4; exec "$B" generate --model "$M" --prompt "1 ${WANT[*]:0:5}" --n 0 --logits "$T/big.f32" --quiet) \
+    >/dev/null 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "big.f32.*File too large" "$T/err" || bad "--logits past the file-size limit: exit $rc: $(cat "$T/err")"
+ls "$T" | grep -q big.f32 && bad "a partial logits file was left: $(ls "$T")"
 am=$(od -An -v -f -w2048 "$T/l.f32" | awk '{b=1; for (i=2;i<=NF;i++) if ($i+0 > $b+0) b=i; printf "%s%d", (NR>1?" ":""), b-1}')
 [ "$am" = "${WANT[*]:0:6}" ] || bad "argmax of the logits rows: '$am', expected '${WANT[*]:0:6}'"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary file left behind"

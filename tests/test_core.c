@@ -2,6 +2,7 @@
 #include "core/core.h"
 #include "test.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 static void test_fp16(void)
@@ -102,6 +103,18 @@ static void test_atomic(void)
     unlink(path);
     CHECK(lrgd_read_file("/nonexistent/x", &buf, &n) == LRGD_E_IO);
     CHECK(strstr(lrgd_last_error(), "/nonexistent/x") != NULL);
+    /* An output that cannot be created is a write failure (a runtime failure, exit 1), unlike an
+     * input that cannot be read (exit 2). A path under a regular file fails even for root. */
+    char under[600];
+    snprintf(under, sizeof under, "%s/x", path);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(lrgd_write_file_atomic(under, "x", 1) == LRGD_E_WRITE);
+    CHECK(strstr(lrgd_last_error(), under) != NULL && strstr(lrgd_last_error(), "cannot create") != NULL);
+    unlink(path);
+    CHECK(lrgd_exit_code(LRGD_E_WRITE) == 1 && lrgd_exit_code(LRGD_E_IO) == 2);
+    CHECK(!strcmp(lrgd_status_name(LRGD_E_WRITE), "write"));
 }
 
 static void test_json(void)

@@ -277,7 +277,7 @@ static void test_jobs(void)
         snprintf(file, sizeof file, "%s/plainfile", dir);
         CHECK_OK(lrgd_write_file_atomic(file, "x", 1));
         setup_job(&job, &c, n, shard, file, 1);
-        CHECK(lrgd_shards_run(&job, all, &ss) == LRGD_E_IO);
+        CHECK(lrgd_shards_run(&job, all, &ss) == LRGD_E_WRITE);
         CHECK(strstr(lrgd_last_error(), "not a folder") != NULL);
     }
 

@@ -109,7 +109,7 @@ static void test_linear_and_bars(void)
     if (back) CHECK(strncmp(back, "<svg ", 5) == 0);
     lrgd_free(back);
     unlink(path);
-    CHECK(lrgd_plot_write(p, "/nonexistent-dir/x.svg") == LRGD_E_IO);
+    CHECK(lrgd_plot_write(p, "/nonexistent-dir/x.svg") == LRGD_E_WRITE);
     lrgd_plot_free(p);
 }
 

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cli_common_init(cli_common *c)
 {
@@ -272,6 +273,14 @@ lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char
                              "model trained by 'lrgd train' on the dataset (text LLMs: eval --method textllm, dual, "
                              "effect)", path, cmd);
     return st == LRGD_OK ? LRGD_OK : lrgd_fail_wrap(st, "%s", path);
+}
+
+lrgd_status cli_out_dir(const char *dir)
+{
+    struct stat sb;
+    if (mkdir(dir, 0777) == 0 || (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))) return LRGD_OK;
+    return lrgd_fail(LRGD_E_WRITE, "%s: cannot create the output directory (%s)", dir,
+                     errno == EEXIST ? "a file of that name exists" : strerror(errno));
 }
 
 int cli_fail(const char *cmd, lrgd_status st)

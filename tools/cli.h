@@ -136,6 +136,10 @@ int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg);
  * item tokens (optimize, experiment). */
 lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char *path);
 
+/* Make the output folder dir (one level) unless it is one already;
+ * LRGD_E_WRITE (exit 1) when it cannot be. */
+lrgd_status cli_out_dir(const char *dir);
+
 /* Print "lrgd CMD: message" from lrgd_last_error() and map status to an exit code. */
 int cli_fail(const char *cmd, lrgd_status st);
 /* Print "lrgd CMD: MESSAGE" and a hint to --help; returns CLI_USAGE. */

@@ -302,12 +302,11 @@ static lrgd_status run_forward(bench *b, char *tmpdir)
 {
     const char *dir = b->keep_dir;
     if (dir) {
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-            return lrgd_fail(LRGD_E_IO, "--keep-models %s: cannot create the folder: %s", dir, strerror(errno));
+        if (cli_out_dir(dir) != LRGD_OK) return lrgd_fail_wrap(LRGD_E_WRITE, "--keep-models");
     } else {
         const char *t = getenv("TMPDIR");
         snprintf(tmpdir, 4096, "%s/lrgd-bench-XXXXXX", t && *t ? t : "/tmp");
-        if (!mkdtemp(tmpdir)) return lrgd_fail(LRGD_E_IO, "cannot create a temporary folder %s", tmpdir);
+        if (!mkdtemp(tmpdir)) return lrgd_fail(LRGD_E_WRITE, "cannot create a temporary folder %s", tmpdir);
         dir = tmpdir;
     }
     /* the machine's copy bandwidth at each thread count, once */

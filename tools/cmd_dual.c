@@ -307,8 +307,7 @@ static void write_json(FILE *f, const results *R, const run_info *ri, const cli_
 static lrgd_status write_outputs(const char *dir, const results *R, const run_info *ri, const cli_common *cc)
 {
     char p_json[4096], p_e3[4096], p_lam[4096];
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return lrgd_fail(LRGD_E_IO, "%s: cannot create the output directory: %s", dir, strerror(errno));
+    LRGD_TRY(cli_out_dir(dir));
     snprintf(p_json, sizeof p_json, "%s/dual.json", dir);
     snprintf(p_e3, sizeof p_e3, "%s/dual_e3.svg", dir);
     snprintf(p_lam, sizeof p_lam, "%s/dual_lambda.svg", dir);

@@ -62,15 +62,6 @@ const char help_effect[] =
     "\n"
     "Exit status: 0 done, 2 bad input or options, 1 runtime failure.\n";
 
-static lrgd_status mkdir_p(const char *dir)
-{
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
-        struct stat sb;
-        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return LRGD_OK;
-    }
-    return lrgd_fail(LRGD_E_IO, "%s: cannot create the output directory (%s)", dir, strerror(errno));
-}
-
 static void path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }
 
 static lrgd_status write_csv(const char *path, const lrgd_validity *V, const lrgd_dataset *ds)
@@ -260,7 +251,7 @@ int cmd_effect(int argc, char **argv)
                        lrgd_split_n_users(sp));
         goto done;
     }
-    if (rank0 && (st = mkdir_p(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
+    if (rank0 && (st = cli_out_dir(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
     if (dist) {
         /* what the pairs depend on: data, model bytes, options, threads; the
          * ranks check they agree */

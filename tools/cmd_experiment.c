@@ -410,10 +410,9 @@ static lrgd_status write_config(xrun *x)
 static lrgd_status make_dirs(const char *out)
 {
     char p[4200];
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) return lrgd_fail(LRGD_E_IO, "%s: %s", out, strerror(errno));
+    LRGD_TRY(cli_out_dir(out));
     snprintf(p, sizeof p, "%s/ckpt", out);
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) return lrgd_fail(LRGD_E_IO, "%s: %s", p, strerror(errno));
-    return LRGD_OK;
+    return cli_out_dir(p);
 }
 
 static lrgd_status stage_data(xrun *x)
@@ -1426,7 +1425,7 @@ static lrgd_status write_json(const xrun *x, FILE *f, double secs)
     lrgd_json_knum(&j, "seconds", secs);
     lrgd_json_obj_end(&j);
     fputc('\n', f);
-    return ferror(f) ? lrgd_fail(LRGD_E_IO, "writing results.json failed") : LRGD_OK;
+    return ferror(f) ? lrgd_fail(LRGD_E_WRITE, "writing results.json failed") : LRGD_OK;
 }
 
 /* ---- methods.csv ------------------------------------------------------------------ */
@@ -1449,7 +1448,7 @@ static lrgd_status write_csv(const xrun *x, FILE *f)
             }
             fputc('\n', f);
         }
-    return ferror(f) ? lrgd_fail(LRGD_E_IO, "writing methods.csv failed") : LRGD_OK;
+    return ferror(f) ? lrgd_fail(LRGD_E_WRITE, "writing methods.csv failed") : LRGD_OK;
 }
 
 /* ---- report.html -------------------------------------------------------------------- */
@@ -1741,7 +1740,7 @@ static lrgd_status write_html(const xrun *x, FILE *f, double secs)
         LRGD_TRY(fig_e3(x, f));
     }
     fputs("<p class=\"note\">Numbers: results.json and methods.csv beside this file.</p>\n</body></html>\n", f);
-    return ferror(f) ? lrgd_fail(LRGD_E_IO, "writing report.html failed") : LRGD_OK;
+    return ferror(f) ? lrgd_fail(LRGD_E_WRITE, "writing report.html failed") : LRGD_OK;
 }
 
 typedef lrgd_status (*writer_fn)(const xrun *x, FILE *f, double secs);

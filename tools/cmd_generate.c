@@ -87,8 +87,9 @@ static lrgd_status write_logits(const char *path, const float *lg, size_t count)
         for (int b = 0; b < 4; b++) buf[used++] = (unsigned char)(u >> (8 * b));
         if (used == sizeof buf || i + 1 == count) {
             if (fwrite(buf, 1, used, af.f) != used) {
+                lrgd_status st = lrgd_fail(LRGD_E_WRITE, "%s: write failed: %s", path, strerror(errno));
                 lrgd_afile_abort(&af);
-                return lrgd_fail(LRGD_E_IO, "%s: write failed", path);
+                return st;
             }
             used = 0;
         }
@@ -199,7 +200,7 @@ int cmd_generate(int argc, char **argv)
                 fprintf(stderr, "%.3f s, %.1f tokens/s (prompt + generation)\n", t_gen, (n_prompt + n_out) / t_gen);
         }
     }
-    if (fflush(stdout) != 0 && rc == CLI_OK) rc = cli_fail(CMD, lrgd_fail(LRGD_E_IO, "stdout: write failed"));
+    if (fflush(stdout) != 0 && rc == CLI_OK) rc = cli_fail(CMD, lrgd_fail(LRGD_E_WRITE, "stdout: write failed"));
     lrgd_state_free(s);
     lrgd_free(lg);
     free(out);

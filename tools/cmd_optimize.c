@@ -106,15 +106,6 @@ static int parse_perturb(const char *CMD, const char *spec, lrgd_perturb *p)
     return 0;
 }
 
-static lrgd_status mkdir_p(const char *dir)
-{
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
-        struct stat sb;
-        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return LRGD_OK;
-    }
-    return lrgd_fail(LRGD_E_IO, "%s: cannot create the output directory (%s)", dir, strerror(errno));
-}
-
 typedef struct method_eval {
     const char *name;
     double hr10, ndcg10;
@@ -344,7 +335,7 @@ int cmd_optimize(int argc, char **argv)
                        data_path, N);
         goto done;
     }
-    if (rank0 && (st = mkdir_p(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
+    if (rank0 && (st = cli_out_dir(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
     sample = malloc(sizeof(int32_t) * (size_t)(n_users + n_hold));
     if (!sample) { st = lrgd_fail(LRGD_E_NOMEM, "out of memory"); goto done; }
     if ((st = lrgd_sample_users(sp, (int)(n_users + n_hold), cc.seed, sample)) != LRGD_OK) goto done;

@@ -23,13 +23,15 @@ extern "C" {
 
 typedef enum lrgd_status {
     LRGD_OK = 0,
-    LRGD_E_IO,          /* a file could not be opened, read or written */
+    LRGD_E_IO,          /* an input could not be opened or read (exit 2: bad input) */
     LRGD_E_FORMAT,      /* input is malformed: truncated, wrong magic, bad line */
     LRGD_E_UNSUPPORTED, /* input is well-formed but uses something lrgd refuses */
     LRGD_E_INVALID,     /* an impossible argument or option */
     LRGD_E_NOMEM,       /* allocation failed or a --max-memory cap was hit */
     LRGD_E_NUMERIC,     /* NaN or Inf where a finite number was required */
-    LRGD_E_RUNTIME      /* anything else that went wrong while running */
+    LRGD_E_RUNTIME,     /* anything else that went wrong while running */
+    LRGD_E_WRITE        /* an output could not be created, written, synced or renamed (disk full, a
+                         * folder that cannot be made or written): a runtime failure (exit 1) */
 } lrgd_status;
 
 /* Tensor element types, numbered as GGML numbers them. */

@@ -279,15 +279,15 @@ static lrgd_status make_dir(const char *path)
         if (*p == '/') {
             *p = 0;
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return lrgd_fail(LRGD_E_IO, "checkpoint folder %s: %s", buf, strerror(errno));
+                return lrgd_fail(LRGD_E_WRITE, "checkpoint folder %s: %s", buf, strerror(errno));
             *p = '/';
         }
     if (mkdir(path, 0777) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return LRGD_OK;
-        return lrgd_fail(LRGD_E_IO, "checkpoint folder %s: exists and is not a folder", path);
+        return lrgd_fail(LRGD_E_WRITE, "checkpoint folder %s: exists and is not a folder", path);
     }
-    return lrgd_fail(LRGD_E_IO, "checkpoint folder %s: %s", path, strerror(errno));
+    return lrgd_fail(LRGD_E_WRITE, "checkpoint folder %s: %s", path, strerror(errno));
 }
 
 static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -315,7 +315,7 @@ static lrgd_status ckpt_write(const char *file, const lrgd_shard_job *job, int64
     LRGD_TRY(lrgd_afile_open(&af, file));
     if (fwrite(h, 1, sizeof h, af.f) != sizeof h || (bytes && fwrite(rec, 1, bytes, af.f) != bytes)) {
         lrgd_afile_abort(&af);
-        return lrgd_fail(LRGD_E_IO, "%s: write failed", file);
+        return lrgd_fail(LRGD_E_WRITE, "%s: write failed", file);
     }
     return lrgd_afile_commit(&af);
 }

@@ -55,6 +55,7 @@ const char *lrgd_status_name(lrgd_status s)
     case LRGD_E_NOMEM: return "nomem";
     case LRGD_E_NUMERIC: return "numeric";
     case LRGD_E_RUNTIME: return "runtime";
+    case LRGD_E_WRITE: return "write";
     }
     return "unknown";
 }
@@ -68,6 +69,7 @@ int lrgd_exit_code(lrgd_status s)
     case LRGD_E_FORMAT:
     case LRGD_E_UNSUPPORTED:
     case LRGD_E_INVALID: return 2;
+    /* An output that cannot be written (LRGD_E_WRITE) is the run failing, not the input. */
     default: return 1;
     }
 }

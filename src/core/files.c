@@ -103,7 +103,7 @@ lrgd_status lrgd_afile_open(lrgd_afile *af, const char *path)
     snprintf(af->tmp, len, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
-        lrgd_status s = lrgd_fail(LRGD_E_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+        lrgd_status s = lrgd_fail(LRGD_E_WRITE, "%s: cannot create: %s", path, strerror(errno));
         lrgd_afile_abort(af);
         return s;
     }
@@ -113,13 +113,13 @@ lrgd_status lrgd_afile_open(lrgd_afile *af, const char *path)
 lrgd_status lrgd_afile_commit(lrgd_afile *af)
 {
     lrgd_status s = LRGD_OK;
-    if (!af->f) return lrgd_fail(LRGD_E_IO, "atomic file not open");
+    if (!af->f) return lrgd_fail(LRGD_E_WRITE, "atomic file not open");
     if (fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0)
-        s = lrgd_fail(LRGD_E_IO, "%s: write failed: %s", af->tmp, strerror(errno));
-    if (fclose(af->f) != 0 && s == LRGD_OK) s = lrgd_fail(LRGD_E_IO, "%s: close failed: %s", af->tmp, strerror(errno));
+        s = lrgd_fail(LRGD_E_WRITE, "%s: write failed: %s", af->tmp, strerror(errno));
+    if (fclose(af->f) != 0 && s == LRGD_OK) s = lrgd_fail(LRGD_E_WRITE, "%s: close failed: %s", af->tmp, strerror(errno));
     af->f = NULL;
     if (s == LRGD_OK && rename(af->tmp, af->path) != 0)
-        s = lrgd_fail(LRGD_E_IO, "%s: rename to %s failed: %s", af->tmp, af->path, strerror(errno));
+        s = lrgd_fail(LRGD_E_WRITE, "%s: rename to %s failed: %s", af->tmp, af->path, strerror(errno));
     if (s == LRGD_OK) {
         /* Make the rename itself durable. */
         char *dir = strdup(af->path);
@@ -155,7 +155,7 @@ lrgd_status lrgd_write_file_atomic(const char *path, const void *data, size_t si
     LRGD_TRY(lrgd_afile_open(&af, path));
     if (size && fwrite(data, 1, size, af.f) != size) {
         lrgd_afile_abort(&af);
-        return lrgd_fail(LRGD_E_IO, "%s: write failed", path);
+        return lrgd_fail(LRGD_E_WRITE, "%s: write failed", path);
     }
     return lrgd_afile_commit(&af);
 }

@@ -454,7 +454,7 @@ lrgd_status lrgd_gguf_write(const lrgd_gguf_writer *w, const char *path)
     emit(w, &s);
     if (s.err) {
         lrgd_afile_abort(&af);
-        return lrgd_fail(LRGD_E_IO, "%s: write failed", path);
+        return lrgd_fail(LRGD_E_WRITE, "%s: write failed", path);
     }
     return lrgd_afile_commit(&af);
 }

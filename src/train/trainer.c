@@ -239,7 +239,7 @@ static lrgd_status state_save(trainer *tr)
     ok = ok && fwrite(&sum, sizeof sum, 1, af.f) == 1;
     if (!ok) {
         lrgd_afile_abort(&af);
-        return lrgd_fail(LRGD_E_IO, "%s: write failed", tr->state_path);
+        return lrgd_fail(LRGD_E_WRITE, "%s: write failed", tr->state_path);
     }
     return lrgd_afile_commit(&af);
 }
