@@ -84,7 +84,10 @@ diff <(awk '$1 == "effect" { print $(NF - 2) }' "$T/u7.txt") <(awk '$1 == "effec
 grep -q "text LLM" "$T/x7.txt" || fail "the text LLM is not reported as one"
 grep -q '^top  1 item [0-9]* score [-0-9.e]* "' "$T/x7.txt" || fail "the text LLM's top list shows no titles"
 check_rank "$T/x7.txt" 7 "$T/tr.csv"
-# Effect_D: lrgd effect has no titles ("item <id>"), so neither has this run
+# Effect_D on the titled prompts equals lrgd effect --items; without titles ("item <id>"), lrgd effect's
+"$BIN" effect --model "$T/bpe-gpt2.gguf" --data "$T/t.txt" --items "$T/items.tsv" --users 30 --pool 50 --out "$T/teff-titles" \
+    --quiet >/dev/null 2>"$T/err" || fail "effect --items on the text LLM: $(cat "$T/err")"
+check_effect "$T/x7.txt" 7 "$T/teff-titles/effect_pairs.csv"
 "$BIN" effect --model "$T/bpe-gpt2.gguf" --data "$T/t.txt" --users 30 --pool 50 --out "$T/teff" --quiet >/dev/null 2>"$T/err" ||
     fail "effect on the text LLM: $(cat "$T/err")"
 "$EX" "$T/bpe-gpt2.gguf" "$T/t.txt" --user 7 --k 2 >"$T/y7.txt" 2>"$T/err" || fail "recommend text without titles: $(cat "$T/err")"
