@@ -97,8 +97,8 @@ struct lrgd_store {
     int *off, *len;     /* [cap] first column (see kv), tokens */
     double *plaus, *self; /* [cap]: plausibility, <dW, dW> */
     int n_rows, cap_rows;
-    float *kv;          /* per entry [L][K, V][n_kv_heads][head_dim][len rounded up to 4]: its keys (end-aligned
-                           RoPE) and values as columns, zero padded (store.c) */
+    float *kv;          /* per entry [L][K, V][n_kv_heads][head_dim][len]: its keys (end-aligned RoPE) and values
+                           as columns, then a vector of zeros after the last entry (store.c) */
     int *tok;           /* [columns] the entry's tokens from off[id] */
 };
 

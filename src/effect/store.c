@@ -45,28 +45,34 @@ int lrgd_store_len(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? 
 const int *lrgd_store_tokens(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->tok + s->off[id] : NULL; }
 double lrgd_store_plaus(const lrgd_store *s, int id) { return id >= 0 && id < s->n ? s->plaus[id] : NAN; }
 
-/* Layout: entry id owns columns off[id] .. off[id] + pad_len(len[id]) - 1
- * of the column space; its block (at off[id] * L * 2 * KV floats) holds, per
- * layer, K then V, per kv head, head_dim rows of pad_len(len) floats:
- *     [L][K, V][n_kv_heads][head_dim][pad_len(len)]
+/* Layout: entry id owns columns off[id] .. off[id] + len[id] - 1 of the
+ * column space; its block (at off[id] * L * 2 * KV floats) holds, per
+ * layer, K then V, per kv head, head_dim rows of len floats:
+ *     [L][K, V][n_kv_heads][head_dim][len]
  * i.e. the entry's keys as columns (K^T): feature d of all its tokens is
  * contiguous, so a query's scores against every token of the entry are
- * head_dim vector FMAs over the tokens (no horizontal sums), and the pad
- * columns (zeros) round each row up to half vectors. */
-#define EF_W 8   /* floats per vector of the scoring kernels */
-#define EF_PAD 4 /* column padding: a last half vector (demonstrations are short: 40% of 8-padded columns were pads) */
-typedef float ef_v8 __attribute__((vector_size(EF_W * sizeof(float))));
-typedef float ef_v4 __attribute__((vector_size(EF_PAD * sizeof(float))));
+ * head_dim vector FMAs over the tokens (no horizontal sums). A vector of
+ * EF_W columns may run past a row's end into the next row, the next entry,
+ * or the EF_W zeros kept after the last entry: those lanes are finite and
+ * the kernels mask them, so rows need no padding (demonstrations are short:
+ * ~10 tokens on Beauty, and padding was 20-40% more memory to read). */
+#define EF_W 8 /* floats per vector of the kernels (16 was slower: demonstrations average ~10 tokens on Beauty) */
+typedef float ef_vec __attribute__((vector_size(EF_W * sizeof(float))));
 
-static inline int pad_len(int len) { return (len + EF_PAD - 1) / EF_PAD * EF_PAD; }
-static inline int pad8(int n) { return (n + EF_W - 1) / EF_W * EF_W; }
+static inline int round_w(int n) { return (n + EF_W - 1) / EF_W * EF_W; }
 
-/* Head kh's K^T (part 0) or V^T (part 1) at layer l of entry id: [head_dim][pad_len]. */
+/* Head kh's K^T (part 0) or V^T (part 1) at layer l of entry id: [head_dim][len]. */
 static inline const float *kv_block(const lrgd_store *s, int id, int l, int part, int kh, int hd)
 {
     int KVH = s->KV / hd;
-    return s->kv + (size_t)s->off[id] * s->L * 2 * s->KV +
-           (((size_t)l * 2 + part) * KVH + kh) * hd * pad_len(s->len[id]);
+    return s->kv + (size_t)s->off[id] * s->L * 2 * s->KV + (((size_t)l * 2 + part) * KVH + kh) * hd * s->len[id];
+}
+
+static inline ef_vec vload(const float *p)
+{
+    ef_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
 static lrgd_status grow(lrgd_store *s, int add_rows)
@@ -89,14 +95,15 @@ static lrgd_status grow(lrgd_store *s, int add_rows)
             nc *= 2;
         }
         size_t per = (size_t)s->L * 2 * s->KV;
-        float *kv = lrgd_alloc_n((size_t)nc * per, sizeof(float));
+        float *kv = lrgd_alloc_n((size_t)nc * per + EF_W, sizeof(float)); /* + the zeros after the last entry */
         int *tk = realloc(s->tok, (size_t)nc * sizeof *tk);
         if (tk) s->tok = tk;
         if (!kv || !tk) {
             lrgd_free(kv);
             return lrgd_fail(LRGD_E_NOMEM, "store: out of memory for %d rows", nc);
         }
-        if (s->n_rows) memcpy(kv, s->kv, (size_t)s->n_rows * per * sizeof(float));
+        if (s->kv) memcpy(kv, s->kv, ((size_t)s->n_rows * per + EF_W) * sizeof(float));
+        else memset(kv, 0, EF_W * sizeof(float));
         lrgd_free(s->kv);
         s->kv = kv;
         s->cap_rows = nc;
@@ -117,8 +124,8 @@ static inline float dotf(const float *a, const float *b, int n)
 static void kv_col(const lrgd_store *s, int id, int l, int part, int kh, int hd, int i, float *out)
 {
     const float *b = kv_block(s, id, l, part, kh, hd);
-    int lp = pad_len(s->len[id]);
-    for (int d = 0; d < hd; d++) out[d] = b[(size_t)d * lp + i];
+    int len = s->len[id];
+    for (int d = 0; d < hd; d++) out[d] = b[(size_t)d * len + i];
 }
 
 void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, float *out)
@@ -129,25 +136,25 @@ void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, fl
 double lrgd_store_inner(const lrgd_store *sa, int a, const lrgd_store *sb, int b)
 {
     const lrgd_config *c = &sa->e->c;
-    int hd = c->head_dim, la = sa->len[a], lpb = pad_len(sb->len[b]);
+    int hd = c->head_dim, la = sa->len[a], lb = sb->len[b];
+    float kk[EF_W], vv[EF_W];
     double tot = 0;
     for (int l = 0; l < sa->L; l++)
         for (int kh = 0; kh < c->n_kv_heads; kh++) {
             const float *Ka = kv_block(sa, a, l, 0, kh, hd), *Va = kv_block(sa, a, l, 1, kh, hd);
             const float *Kb = kv_block(sb, b, l, 0, kh, hd), *Vb = kv_block(sb, b, l, 1, kh, hd);
-            int lpa = pad_len(la);
             for (int i = 0; i < la; i++)
-                for (int j0 = 0; j0 < lpb; j0 += EF_PAD) {
-                    /* (k_i.k_j)(v_i.v_j) for 4 tokens j of b at once; b's pad columns are 0 */
-                    ef_v4 kk = {0}, vv = {0};
+                for (int j0 = 0; j0 < lb; j0 += EF_W) {
+                    /* (k_i.k_j)(v_i.v_j) for EF_W tokens j of b at once; lanes past b's end are dropped */
+                    ef_vec kd = {0}, vd = {0};
                     for (int d = 0; d < hd; d++) {
-                        ef_v4 kb, vb;
-                        memcpy(&kb, Kb + (size_t)d * lpb + j0, sizeof kb);
-                        memcpy(&vb, Vb + (size_t)d * lpb + j0, sizeof vb);
-                        kk += Ka[(size_t)d * lpa + i] * kb;
-                        vv += Va[(size_t)d * lpa + i] * vb;
+                        kd += Ka[(size_t)d * la + i] * vload(Kb + (size_t)d * lb + j0);
+                        vd += Va[(size_t)d * la + i] * vload(Vb + (size_t)d * lb + j0);
                     }
-                    for (int w = 0; w < EF_PAD; w++) tot += (double)kk[w] * vv[w];
+                    memcpy(kk, &kd, sizeof kk);
+                    memcpy(vv, &vd, sizeof vv);
+                    int w1 = lb - j0 < EF_W ? lb - j0 : EF_W;
+                    for (int w = 0; w < w1; w++) tot += (double)kk[w] * vv[w];
                 }
         }
     return tot / hd;
@@ -165,8 +172,7 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return lrgd_fail(LRGD_E_INVALID, "store: token %d outside 0..%d", tokens[i], c->vocab_size - 1);
-    int lp = pad_len(n);
-    LRGD_TRY(grow(s, lp));
+    LRGD_TRY(grow(s, n));
     LRGD_TRY(ef_capture_reserve(e, n));
     float *embd = NULL;
     if (noise) {
@@ -200,7 +206,7 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
      * then every row goes in as a column (see kv_block) */
     float *blk = s->kv + (size_t)r0 * s->L * 2 * KV, *row = malloc(2 * (size_t)KV * sizeof *row);
     if (!row) return lrgd_fail(LRGD_E_NOMEM, "store: out of memory");
-    memset(blk, 0, (size_t)lp * s->L * 2 * KV * sizeof(float));
+    memset(blk + (size_t)n * s->L * 2 * KV, 0, EF_W * sizeof(float)); /* the zeros after the last entry */
     for (int l = 0; l < s->L; l++)
         for (int j = 0; j < n; j++) {
             memcpy(row, e->cap.k + ((size_t)l * n + j) * KV, (size_t)KV * sizeof(float));
@@ -208,9 +214,9 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
             lrgd_rope(row, 1, KVH, hd, ni + n, NULL, c->rope_base, c->rope_type, -1);
             for (int part = 0; part < 2; part++)
                 for (int kh = 0; kh < KVH; kh++) {
-                    float *dst = blk + (((size_t)l * 2 + part) * KVH + kh) * hd * lp;
+                    float *dst = blk + (((size_t)l * 2 + part) * KVH + kh) * hd * n;
                     const float *src = row + (size_t)part * KV + (size_t)kh * hd;
-                    for (int d = 0; d < hd; d++) dst[(size_t)d * lp + j] = src[d];
+                    for (int d = 0; d < hd; d++) dst[(size_t)d * n + j] = src[d];
                 }
         }
     free(row);
@@ -218,12 +224,13 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
     s->off[idx] = r0;
     s->len[idx] = n;
     s->plaus[idx] = !s->plaus_on ? NAN : cnt ? sum / cnt : 0.0;
-    s->n_rows += lp;
+    s->n_rows += n;
     s->n++;
     s->self[idx] = lrgd_store_inner(s, idx, s, idx);
     if (!isfinite(s->self[idx]) || (s->plaus_on && !isfinite(s->plaus[idx]))) {
         s->n--;
-        s->n_rows -= lp;
+        s->n_rows -= n;
+        memset(blk, 0, EF_W * sizeof(float));
         return lrgd_fail(LRGD_E_NUMERIC, "store: the demonstration's keys/values are not finite");
     }
     if (id) *id = idx;
@@ -288,7 +295,7 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
  *  - per (layer, kv head) of an entry, s_j = K q_j / sqrt(dh) and
  *    t_j = V g_j for all of the entry's tokens at once: head_dim vector FMAs
  *    over the tokens (the K^T / V^T columns of kv_block), two query vectors
- *    per pass over 16 columns, so no horizontal sums and 8 independent
+ *    per pass over the columns, so no horizontal sums and 8 independent
  *    accumulators;
  *  - the softmax split takes the maximum first and then one vectorized pass
  *    of tm_expf (relative error ~2e-7) instead of a running maximum with a
@@ -343,108 +350,65 @@ static lrgd_status packed_make(const lrgd_probe *p, ef_packed *k)
     return LRGD_OK;
 }
 
-/* S[j][.] = scale * K q_j, T[j][.] = V g_j (rows of stride ls = pad8(lp))
- * for the nj (1 or 2) query vectors q, g (stride hd) against the columns Kt,
- * Vt ([hd][lp]): for each feature d, one load of 16 (then 8, then 4)
- * columns of K and of V, four broadcasts and eight multiply-adds into
- * independent accumulators. Columns lp..ls-1 of S and T are set to 0. */
+/* S[j][.] = scale * K q_j, T[j][.] = V g_j (rows of stride round_w(len);
+ * lanes past len hold finite garbage) for the nj (1 or 2) query vectors q,
+ * g (stride hd) against the columns Kt, Vt ([hd][len]): per pair of
+ * features, two loads of EF_W columns of K and two of V, eight broadcasts
+ * and eight multiply-adds into independent accumulators. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* ISO C mode keeps GCC from fusing a*b+c; one rounding instead of two is
  * still float rounding (clang fuses within an expression by default) */
 __attribute__((optimize("fp-contract=fast")))
 #endif
-static void kv_scores(const float *Kt, const float *Vt, int hd, int lp, const float *q, const float *g, int nj,
+static void kv_scores(const float *Kt, const float *Vt, int hd, int len, const float *q, const float *g, int nj,
                       float scale, float *S, float *T)
 {
-    int ls = pad8(lp);
     const float *q1 = nj > 1 ? q + hd : q, *g1 = nj > 1 ? g + hd : g;
-    int i0 = 0;
-    for (; i0 + 2 * EF_W <= lp; i0 += 2 * EF_W) {
-        ef_v8 s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0}, t0a = {0}, t0b = {0}, t1a = {0}, t1b = {0};
-        for (int d = 0; d < hd; d++) {
-            ef_v8 ka, kb, va, vb;
-            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
-            memcpy(&kb, Kt + (size_t)d * lp + i0 + EF_W, sizeof kb);
-            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
-            memcpy(&vb, Vt + (size_t)d * lp + i0 + EF_W, sizeof vb);
+    int ls = round_w(len);
+    for (int i0 = 0; i0 < len; i0 += EF_W) {
+        ef_vec s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0}, t0a = {0}, t0b = {0}, t1a = {0}, t1b = {0};
+        const float *kp = Kt + i0, *vp = Vt + i0;
+        int d = 0;
+        for (; d + 1 < hd; d += 2) {
+            ef_vec ka = vload(kp + (size_t)d * len), kb = vload(kp + (size_t)(d + 1) * len);
+            ef_vec va = vload(vp + (size_t)d * len), vb = vload(vp + (size_t)(d + 1) * len);
             s0a += q[d] * ka;
-            s0b += q[d] * kb;
+            s0b += q[d + 1] * kb;
             s1a += q1[d] * ka;
-            s1b += q1[d] * kb;
+            s1b += q1[d + 1] * kb;
             t0a += g[d] * va;
-            t0b += g[d] * vb;
+            t0b += g[d + 1] * vb;
             t1a += g1[d] * va;
-            t1b += g1[d] * vb;
+            t1b += g1[d + 1] * vb;
         }
-        s0a *= scale;
-        s0b *= scale;
-        memcpy(S + i0, &s0a, sizeof s0a);
-        memcpy(S + i0 + EF_W, &s0b, sizeof s0b);
-        memcpy(T + i0, &t0a, sizeof t0a);
-        memcpy(T + i0 + EF_W, &t0b, sizeof t0b);
-        if (nj > 1) {
-            s1a *= scale;
-            s1b *= scale;
-            memcpy(S + ls + i0, &s1a, sizeof s1a);
-            memcpy(S + ls + i0 + EF_W, &s1b, sizeof s1b);
-            memcpy(T + ls + i0, &t1a, sizeof t1a);
-            memcpy(T + ls + i0 + EF_W, &t1b, sizeof t1b);
+        if (d < hd) {
+            ef_vec ka = vload(kp + (size_t)d * len), va = vload(vp + (size_t)d * len);
+            s0a += q[d] * ka;
+            s1a += q1[d] * ka;
+            t0a += g[d] * va;
+            t1a += g1[d] * va;
         }
-    }
-    if (i0 + EF_W <= lp) { /* 8 more columns */
-        ef_v8 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0};
-        for (int d = 0; d < hd; d++) {
-            ef_v8 ka, va;
-            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
-            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
-            s0 += q[d] * ka;
-            s1 += q1[d] * ka;
-            t0 += g[d] * va;
-            t1 += g1[d] * va;
-        }
-        s0 *= scale;
+        ef_vec s0 = (s0a + s0b) * scale, t0 = t0a + t0b, s1 = (s1a + s1b) * scale, t1 = t1a + t1b;
         memcpy(S + i0, &s0, sizeof s0);
         memcpy(T + i0, &t0, sizeof t0);
         if (nj > 1) {
-            s1 *= scale;
             memcpy(S + ls + i0, &s1, sizeof s1);
             memcpy(T + ls + i0, &t1, sizeof t1);
-        }
-        i0 += EF_W;
-    }
-    if (i0 < lp) { /* the last 4 columns, and 4 zeros after them */
-        ef_v4 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}, z = {0};
-        for (int d = 0; d < hd; d++) {
-            ef_v4 ka, va;
-            memcpy(&ka, Kt + (size_t)d * lp + i0, sizeof ka);
-            memcpy(&va, Vt + (size_t)d * lp + i0, sizeof va);
-            s0 += q[d] * ka;
-            s1 += q1[d] * ka;
-            t0 += g[d] * va;
-            t1 += g1[d] * va;
-        }
-        s0 *= scale;
-        s1 *= scale;
-        for (int j = 0; j < nj; j++) {
-            memcpy(S + (size_t)j * ls + i0, j ? &s1 : &s0, sizeof s0);
-            memcpy(T + (size_t)j * ls + i0, j ? &t1 : &t0, sizeof t0);
-            memcpy(S + (size_t)j * ls + i0 + EF_PAD, &z, sizeof z);
-            memcpy(T + (size_t)j * ls + i0 + EF_PAD, &z, sizeof z);
         }
     }
 }
 
-static inline float hsum8(ef_v8 v)
+static inline float vhsum(ef_vec v)
 {
     float s = 0;
     for (int w = 0; w < EF_W; w++) s += v[w];
     return s;
 }
 
-/* Effect_D of one entry; sc: scratch of 4 * pad8(pad_len(len)) floats. */
+/* Effect_D of one entry; sc: scratch of 4 * round_w(len) floats. */
 static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float *sc)
 {
-    int J = k->J, hd = k->hd, len = s->len[id], lp = pad_len(len), ls = pad8(lp);
+    int J = k->J, hd = k->hd, len = s->len[id], ls = round_w(len);
     float *S = sc, *T = sc + 2 * (size_t)ls, scale = 1.0f / sqrtf((float)hd);
     double eff = 0;
     for (int l = 0; l < k->L; l++)
@@ -453,45 +417,44 @@ static double score_fast(const lrgd_store *s, int id, const ef_packed *k, float 
             size_t pj = ((size_t)l * k->KVH + kh) * J;
             for (int j0 = 0; j0 < J; j0 += 2) {
                 int nj = J - j0 < 2 ? J - j0 : 2;
-                kv_scores(Kt, Vt, hd, lp, k->q + (pj + j0) * hd, k->g + (pj + j0) * hd, nj, scale, S, T);
+                kv_scores(Kt, Vt, hd, len, k->q + (pj + j0) * hd, k->g + (pj + j0) * hd, nj, scale, S, T);
                 for (int jj = 0; jj < nj; jj++) {
                     const float *sj = S + (size_t)jj * ls, *tj = T + (size_t)jj * ls;
-                    /* in vectors of 8 columns (ls is a multiple of 8); a pad has s = t = 0, so the
-                     * linear sum needs no mask and the softmax masks it */
-                    ef_v8 av = {0}, bv = {0};
+                    /* in vectors of EF_W columns; lanes past len are masked */
+                    ef_vec av = {0}, bv = {0};
                     float acc;
                     if (k->linear) {
                         for (int i0 = 0; i0 < ls; i0 += EF_W) {
-                            ef_v8 sv, tv;
-                            memcpy(&sv, sj + i0, sizeof sv);
-                            memcpy(&tv, tj + i0, sizeof tv);
-                            av += sv * tv;
+                            float pw[EF_W];
+                            for (int w = 0; w < EF_W; w++) {
+                                float pr = sj[i0 + w] * tj[i0 + w];
+                                pw[w] = i0 + w < len ? pr : 0.0f;
+                            }
+                            av += vload(pw);
                         }
-                        acc = hsum8(av);
+                        acc = vhsum(av);
                     } else {
                         /* sum_i e_i (t_i - g.o) / (1 + sum_i e_i), e_i = exp(s_i - log Z), scaled by
                          * exp(-max(0, max_i(s_i - log Z))) so that nothing overflows */
-                        float lse = k->lse[pj + j0 + jj], go = (float)k->go[pj + j0 + jj], mx = 0, m8[EF_W] = {0};
+                        float lse = k->lse[pj + j0 + jj], go = (float)k->go[pj + j0 + jj], mx = 0, mw[EF_W] = {0};
                         for (int i0 = 0; i0 < ls; i0 += EF_W)
                             for (int w = 0; w < EF_W; w++) {
                                 float x = sj[i0 + w] - lse;
                                 x = i0 + w < len ? x : 0.0f;
-                                m8[w] = x > m8[w] ? x : m8[w];
+                                mw[w] = x > mw[w] ? x : mw[w];
                             }
-                        for (int w = 0; w < EF_W; w++) mx = m8[w] > mx ? m8[w] : mx;
+                        for (int w = 0; w < EF_W; w++) mx = mw[w] > mx ? mw[w] : mx;
                         for (int i0 = 0; i0 < ls; i0 += EF_W) {
-                            float e8[EF_W];
+                            float ew[EF_W], uw[EF_W];
                             for (int w = 0; w < EF_W; w++) {
-                                float ei = tm_expf((sj[i0 + w] - lse) - mx);
-                                e8[w] = i0 + w < len ? ei : 0.0f;
+                                float ei = tm_expf((sj[i0 + w] - lse) - mx), ui = ei * (tj[i0 + w] - go);
+                                ew[w] = i0 + w < len ? ei : 0.0f;
+                                uw[w] = i0 + w < len ? ui : 0.0f;
                             }
-                            ef_v8 ev, tv;
-                            memcpy(&ev, e8, sizeof ev);
-                            memcpy(&tv, tj + i0, sizeof tv);
-                            av += ev * (tv - go);
-                            bv += ev;
+                            av += vload(uw);
+                            bv += vload(ew);
                         }
-                        acc = hsum8(av) / (hsum8(bv) + tm_expf(-mx));
+                        acc = vhsum(av) / (vhsum(bv) + tm_expf(-mx));
                     }
                     eff -= acc;
                 }
@@ -515,7 +478,7 @@ lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const in
     ef_packed k;
     LRGD_TRY(packed_make(p, &k));
     int par = n >= 256 && lrgd_get_threads() > 1, nth = par ? lrgd_get_threads() : 1;
-    size_t per = 4 * (size_t)pad8(pad_len(max_len));
+    size_t per = 4 * (size_t)round_w(max_len);
     float *scratch = lrgd_alloc_n(per * (size_t)nth, sizeof(float));
     if (!scratch) {
         packed_free(&k);
@@ -526,7 +489,7 @@ lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const in
     for (int i = 0; i < n; i++) {
         if (i + 1 < n) { /* the next entry's block: a jump the hardware prefetcher cannot foresee */
             const char *nb = (const char *)kv_block(s, ids[i + 1], 0, 0, 0, k.hd);
-            size_t bytes = (size_t)pad_len(s->len[ids[i + 1]]) * s->L * 2 * s->KV * sizeof(float);
+            size_t bytes = (size_t)s->len[ids[i + 1]] * s->L * 2 * s->KV * sizeof(float);
             for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(nb + o);
         }
         double v = score_fast(s, ids[i], &k, scratch + per * (size_t)omp_get_thread_num());
