@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "core/dist.h"
 #include "lrgd/data.h"
 #include "lrgd/prompt.h"
 #include "lrgd/train.h"
@@ -179,12 +180,18 @@ int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg)
         if ((r = cli_float(cmd, o->name, arg, o->lo, o->hi, &x)) == 0) *(double *)o->dst = x;
         break;
     case CLI_STR:
+    case CLI_STRS:
         if (!arg || !*arg) {
             fprintf(stderr, "lrgd %s: --%s: expected %s (see 'lrgd help %s')\n", cmd, o->name,
                     o->what ? o->what : "a value", cmd);
             return -1;
         }
-        *(const char **)o->dst = arg;
+        if (o->kind == CLI_STR) *(const char **)o->dst = arg;
+        else if (*o->count < (int)o->hi) ((const char **)o->dst)[(*o->count)++] = arg;
+        else {
+            fprintf(stderr, "lrgd %s: --%s: at most %d of them, got one more: '%s'\n", cmd, o->name, (int)o->hi, arg);
+            return -1;
+        }
         break;
     case CLI_CHOICE:
         for (int i = 0; o->choices[i]; i++)
@@ -201,18 +208,6 @@ int cli_opt_store(const char *cmd, const cli_opt *o, const char *arg)
         return -1;
     case CLI_INT_LIST:
         r = cli_int_list(cmd, o->name, arg, (long long)o->lo, (long long)o->hi, (long long *)o->dst, o->count);
-        break;
-    case CLI_STRS:
-        if (!arg || !*arg) {
-            fprintf(stderr, "lrgd %s: --%s: expected %s (see 'lrgd help %s')\n", cmd, o->name,
-                    o->what ? o->what : "a value", cmd);
-            return -1;
-        }
-        if (*o->count >= (int)o->hi) {
-            fprintf(stderr, "lrgd %s: --%s: at most %d of them, got one more: '%s'\n", cmd, o->name, (int)o->hi, arg);
-            return -1;
-        }
-        ((const char **)o->dst)[(*o->count)++] = arg;
         break;
     }
     if (r != 0) return -1;
@@ -281,6 +276,37 @@ lrgd_status cli_out_dir(const char *dir)
     if (mkdir(dir, 0777) == 0 || (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))) return LRGD_OK;
     return lrgd_fail(LRGD_E_WRITE, "%s: cannot create the output directory (%s)", dir,
                      errno == EEXIST ? "a file of that name exists" : strerror(errno));
+}
+
+void cli_note(const char *cmd, int quiet, const char *fmt, ...)
+{
+    if (quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lrgd %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+lrgd_status cli_print_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return lrgd_fail(LRGD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    char buf[4096];
+    size_t n;
+    int bad = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, f)) > 0) bad = fwrite(buf, 1, n, stdout) != n;
+    bad = bad || ferror(f);
+    fclose(f);
+    if (bad || fflush(stdout) != 0) return lrgd_fail(LRGD_E_WRITE, "stdout: copying %s failed", path);
+    return LRGD_OK;
+}
+
+int cli_dist_end(const char *cmd, lrgd_status st)
+{
+    if (st == LRGD_OK) st = lrgd_dist_barrier();
+    return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(cmd, st);
 }
 
 int cli_fail(const char *cmd, lrgd_status st)

@@ -140,6 +140,16 @@ lrgd_status cli_need_item_vocab(const char *cmd, const lrgd_model *m, const char
  * LRGD_E_WRITE (exit 1) when it cannot be. */
 lrgd_status cli_out_dir(const char *dir);
 
+/* "lrgd CMD: message" on stderr unless quiet: a command's progress notes. */
+void cli_note(const char *cmd, int quiet, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Copy the file at path (an output just written) to stdout, for --json. */
+lrgd_status cli_print_file(const char *path);
+/* The end of a command that may run as MPI ranks, with its status st: the
+ * other ranks wait asleep until rank 0 has written the outputs (MPI_Finalize
+ * would spin); a failure stops every rank (they may wait in a collective).
+ * Returns the exit code. */
+int cli_dist_end(const char *cmd, lrgd_status st);
+
 /* Print "lrgd CMD: message" from lrgd_last_error() and map status to an exit code. */
 int cli_fail(const char *cmd, lrgd_status st);
 /* Print "lrgd CMD: MESSAGE" and a hint to --help; returns CLI_USAGE. */

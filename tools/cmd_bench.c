@@ -153,18 +153,6 @@ typedef struct bench {
     lrgd_perf_shape train_shapes[LRGD_PERF_TRAIN_SHAPES];
 } bench;
 
-static void note(const bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(const bench *b, const char *fmt, ...)
-{
-    if (b->cc.quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("lrgd bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 static const char *dtype_opt_name(lrgd_dtype t)
 {
     return t == LRGD_F32 ? "f32" : t == LRGD_F16 ? "f16" : "q8_0";
@@ -256,7 +244,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
     const lrgd_config *c = lrgd_model_config(src);
     int pp = b->pp < c->seq_len ? b->pp : c->seq_len, tg = b->tg < c->seq_len ? b->tg : c->seq_len;
     if (pp < b->pp || tg < b->tg)
-        note(b, "%s: context %d: pp %d, tg %d tokens", name, c->seq_len, pp, tg);
+        cli_note(CMD, b->cc.quiet, "%s: context %d: pp %d, tg %d tokens", name, c->seq_len, pp, tg);
     lrgd_perf_gemm_rate sgemm[MAX_THREADS] = {{0}};
     for (int d = 0; d < b->n_dtypes; d++) {
         fwd_row *r0 = &b->fwd[b->n_fwd];
@@ -266,7 +254,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
         snprintf(r0->source, sizeof r0->source, "%s", source);
         int w = snprintf(r0->file, sizeof r0->file, "%s/%s-%s.gguf", dir, name, r0->dtype);
         if (w < 0 || (size_t)w >= sizeof r0->file) return lrgd_fail(LRGD_E_INVALID, "%s: path too long", dir);
-        note(b, "writing %s", r0->file);
+        cli_note(CMD, b->cc.quiet, "writing %s", r0->file);
         LRGD_TRY(lrgd_model_save_gguf_ex(src, r0->file, b->dtypes[d], name, LRGD_SAVE_ROPE_NORM));
         lrgd_model *m = NULL;
         LRGD_TRY(lrgd_model_load(r0->file, &m));
@@ -281,7 +269,7 @@ static lrgd_status bench_model(bench *b, const lrgd_model *src, const char *name
             if (t > 0) *r = *r0;
             r->threads = b->threads[t];
             if ((st = lrgd_set_threads(r->threads)) != LRGD_OK) break;
-            note(b, "forward %s %s, %d thread(s)", name, r->dtype, r->threads);
+            cli_note(CMD, b->cc.quiet, "forward %s %s, %d thread(s)", name, r->dtype, r->threads);
             lrgd_perf_rss_reset();
             if ((st = lrgd_perf_forward(m, pp, tg, b->reps, b->budget, &r->f)) != LRGD_OK) break;
             r->rss_kb = lrgd_perf_rss_peak_kb();
@@ -313,7 +301,7 @@ static lrgd_status run_forward(bench *b, char *tmpdir)
     for (int t = 0; t < b->n_threads; t++) {
         LRGD_TRY(lrgd_set_threads(b->threads[t]));
         LRGD_TRY(lrgd_perf_memcpy((size_t)128 << 20, 5, &b->memcpy_bps[t]));
-        note(b, "memory copy, %d thread(s): %.2f GB/s (read + write)", b->threads[t], b->memcpy_bps[t] / 1e9);
+        cli_note(CMD, b->cc.quiet, "memory copy, %d thread(s): %.2f GB/s (read + write)", b->threads[t], b->memcpy_bps[t] / 1e9);
     }
     print_fwd_header(b);
     for (int i = 0; i < b->n_models; i++) {
@@ -363,7 +351,7 @@ static lrgd_status run_eval(bench *b, const lrgd_split *sp)
             "NDCG@10", "RSS MiB");
     for (int t = 0; t < b->n_threads && st == LRGD_OK; t++) {
         if ((st = lrgd_set_threads(b->threads[t])) != LRGD_OK) break;
-        note(b, "eval, %d thread(s)", b->threads[t]);
+        cli_note(CMD, b->cc.quiet, "eval, %d thread(s)", b->threads[t]);
         lrgd_eval_opts eo;
         lrgd_eval_opts_init(&eo);
         eo.seed = b->cc.seed;
@@ -406,7 +394,7 @@ static lrgd_status run_effect(bench *b, const lrgd_split *sp)
     lrgd_status st = LRGD_OK;
     for (int t = 0; t < b->n_threads && st == LRGD_OK; t++) {
         if ((st = lrgd_set_threads(b->threads[t])) != LRGD_OK) break;
-        note(b, "effect, %d thread(s)", b->threads[t]);
+        cli_note(CMD, b->cc.quiet, "effect, %d thread(s)", b->threads[t]);
         lrgd_validity *V = NULL;
         lrgd_perf_rss_reset();
         if ((st = lrgd_effect_validity(m, sp, &vo, &V)) != LRGD_OK) break;
@@ -463,7 +451,7 @@ static lrgd_status run_train(bench *b, const lrgd_split *sp)
     lrgd_status st = LRGD_OK;
     for (int t = 0; t < b->n_threads && st == LRGD_OK; t++) {
         if ((st = lrgd_set_threads(b->threads[t])) != LRGD_OK) break;
-        note(b, "train, %d thread(s)", b->threads[t]);
+        cli_note(CMD, b->cc.quiet, "train, %d thread(s)", b->threads[t]);
         train_row *r = &b->tr[b->n_tr];
         lrgd_perf_rss_reset();
         if ((st = lrgd_perf_train_measure(pt, b->train_steps, 0, &r->r)) != LRGD_OK) break;

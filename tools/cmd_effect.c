@@ -279,13 +279,7 @@ int cmd_effect(int argc, char **argv)
                          lrgd_now() - t0, dist ? &dm : NULL)) != LRGD_OK)
         goto done;
     if (cc.json) {
-        FILE *f = fopen(p_json, "r");
-        if (f) {
-            char buf[4096];
-            size_t n;
-            while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stdout);
-            fclose(f);
-        }
+        st = cli_print_file(p_json);
     } else {
         printf("Effect_D: %d users x up to %d candidates = %d pairs (%lld demonstrations encoded once)\n", V->n_users,
                vo.pool, V->n_pairs, (long long)V->n_encoded);
@@ -312,8 +306,5 @@ done:
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
     lrgd_dist_map_free(&dm);
-    /* the other ranks wait asleep until rank 0 has written the outputs (MPI_Finalize would spin) */
-    if (st == LRGD_OK) st = lrgd_dist_barrier();
-    /* under MPI a failure stops every rank (they may wait in a collective) */
-    return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
+    return cli_dist_end(CMD, st);
 }

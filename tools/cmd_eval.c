@@ -130,24 +130,37 @@ typedef struct eval_args {
  *
  * One row per method. make() builds a scorer fitted on the split at `step`:
  * it may read only lrgd_split_train_items / lrgd_split_history at that step
- * (never lrgd_dataset_user_items, which includes held-out items). config()
+ * (never lrgd_dataset_user_items, which includes held-out items), with the
+ * demonstrations `mode` of the row (--demos for a row without one). config()
  * writes the method's own parameters into the JSON config. To add a method,
  * write the two functions and add a row; the evaluator, table, JSON, CSV
  * and --compare need nothing else. */
+typedef lrgd_status (*make_fn)(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                               lrgd_scorer *out);
 typedef struct eval_method {
     const char *name;
-    lrgd_status (*make)(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out);
+    make_fn make;
     void (*config)(lrgd_json *j, const eval_args *a);
+    int mode; /* the demonstrations of model* and textllm* rows; -1: --demos */
 } eval_method;
 
-static lrgd_status make_pop(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+/* The scorer of method m at step. */
+static lrgd_status method_make(const eval_method *m, const eval_args *a, const lrgd_split *sp, int step,
+                               lrgd_scorer *out)
 {
-    (void)a;
+    return m->make(a, sp, step, m->mode < 0 ? a->mopts.demos : (lrgd_demo_mode)m->mode, out);
+}
+
+static lrgd_status make_pop(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode, lrgd_scorer *out)
+{
+    (void)a, (void)mode;
     return lrgd_scorer_pop(sp, step, out);
 }
 
-static lrgd_status make_itemknn(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
+static lrgd_status make_itemknn(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                                lrgd_scorer *out)
 {
+    (void)mode;
     return lrgd_scorer_itemknn(sp, step, &a->knn, out);
 }
 
@@ -160,8 +173,8 @@ static void config_itemknn(lrgd_json *j, const eval_args *a)
     lrgd_json_knum(j, "pop_weight", a->knn.pop_weight);
 }
 
-static lrgd_status make_model_mode(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
-                                   lrgd_scorer *out)
+static lrgd_status make_model(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                              lrgd_scorer *out)
 {
     if (!a->model) return lrgd_fail(LRGD_E_INVALID, "methods model*: --model FILE is required");
     lrgd_model_scorer_opts o = a->mopts;
@@ -170,22 +183,6 @@ static lrgd_status make_model_mode(const eval_args *a, const lrgd_split *sp, int
     return lrgd_scorer_model(sp, step, a->model, &o, out);
 }
 
-static lrgd_status make_model(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_model_mode(a, sp, step, a->mopts.demos, out);
-}
-static lrgd_status make_model_none(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_model_mode(a, sp, step, LRGD_DEMOS_NONE, out);
-}
-static lrgd_status make_model_random(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_model_mode(a, sp, step, LRGD_DEMOS_RANDOM, out);
-}
-static lrgd_status make_model_similar(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_model_mode(a, sp, step, LRGD_DEMOS_SIMILAR, out);
-}
 
 static void config_model(lrgd_json *j, const eval_args *a)
 {
@@ -200,8 +197,8 @@ static void config_model(lrgd_json *j, const eval_args *a)
 /* textllm: the model file and its tokenizer, owned by the scorer; the
  * demonstrations are chosen as for the model methods (--demos, --k,
  * --demo-hist) from what the split allows at step. */
-static lrgd_status make_textllm_mode(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
-                                     lrgd_scorer *out)
+static lrgd_status make_textllm(const eval_args *a, const lrgd_split *sp, int step, lrgd_demo_mode mode,
+                                lrgd_scorer *out)
 {
     if (!a->model) return lrgd_fail(LRGD_E_INVALID, "method textllm: --model FILE (a GGUF text LLM) is required");
     lrgd_textrec_icl icl;
@@ -218,22 +215,6 @@ static lrgd_status make_textllm_mode(const eval_args *a, const lrgd_split *sp, i
     if (st != LRGD_OK) lrgd_textrec_free(tr);
     return st;
 }
-static lrgd_status make_textllm(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_textllm_mode(a, sp, step, a->mopts.demos, out);
-}
-static lrgd_status make_textllm_none(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_textllm_mode(a, sp, step, LRGD_DEMOS_NONE, out);
-}
-static lrgd_status make_textllm_random(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_textllm_mode(a, sp, step, LRGD_DEMOS_RANDOM, out);
-}
-static lrgd_status make_textllm_similar(const eval_args *a, const lrgd_split *sp, int step, lrgd_scorer *out)
-{
-    return make_textllm_mode(a, sp, step, LRGD_DEMOS_SIMILAR, out);
-}
 
 static void config_textllm(lrgd_json *j, const eval_args *a)
 {
@@ -249,16 +230,16 @@ static void config_textllm(lrgd_json *j, const eval_args *a)
 }
 
 static const eval_method methods[] = {
-    {"pop", make_pop, NULL},
-    {"itemknn", make_itemknn, config_itemknn},
-    {"model", make_model, config_model},
-    {"model-none", make_model_none, config_model},
-    {"model-random", make_model_random, config_model},
-    {"model-similar", make_model_similar, config_model},
-    {"textllm", make_textllm, config_textllm},
-    {"textllm-none", make_textllm_none, config_textllm},
-    {"textllm-random", make_textllm_random, config_textllm},
-    {"textllm-similar", make_textllm_similar, config_textllm},
+    {"pop", make_pop, NULL, -1},
+    {"itemknn", make_itemknn, config_itemknn, -1},
+    {"model", make_model, config_model, -1},
+    {"model-none", make_model, config_model, LRGD_DEMOS_NONE},
+    {"model-random", make_model, config_model, LRGD_DEMOS_RANDOM},
+    {"model-similar", make_model, config_model, LRGD_DEMOS_SIMILAR},
+    {"textllm", make_textllm, config_textllm, -1},
+    {"textllm-none", make_textllm, config_textllm, LRGD_DEMOS_NONE},
+    {"textllm-random", make_textllm, config_textllm, LRGD_DEMOS_RANDOM},
+    {"textllm-similar", make_textllm, config_textllm, LRGD_DEMOS_SIMILAR},
 };
 #define N_METHODS (int)(sizeof methods / sizeof methods[0])
 
@@ -284,7 +265,7 @@ static lrgd_status run_method(const eval_args *a, const lrgd_split *sp, const ev
     r->m = m;
     lrgd_scorer sc = {0};
     double t0 = lrgd_now();
-    lrgd_status st = m->make(a, sp, a->step, &sc);
+    lrgd_status st = method_make(m, a, sp, a->step, &sc);
     if (st != LRGD_OK) return lrgd_fail_wrap(st, "method %s", m->name);
     r->fit_seconds = lrgd_now() - t0;
     lrgd_eval_opts o;
@@ -351,7 +332,7 @@ static lrgd_status eval_shard(void *vctx, int64_t begin, int64_t end, void *out)
     for (int r = 0; r < c->n_methods; r++) {
         if (!c->made[r]) {
             double t0 = lrgd_now();
-            lrgd_status st = c->m[r]->make(c->a, c->sp, c->a->step, &c->sc[r]);
+            lrgd_status st = method_make(c->m[r], c->a, c->sp, c->a->step, &c->sc[r]);
             if (st != LRGD_OK) return lrgd_fail_wrap(st, "method %s", c->m[r]->name);
             c->made[r] = 1;
             c->fit_s[r] = lrgd_now() - t0;

@@ -353,18 +353,6 @@ static int sel_load(const xrun *x, const char *name, const int32_t *u, int nu, l
     return 1;
 }
 
-static void say(const xrun *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const xrun *x, const char *fmt, ...)
-{
-    if (x->com.quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("experiment: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* ---- stage: configuration record and data -------------------------------- */
 
 /* The configuration every checkpoint belongs to. A DIR holding another
@@ -401,7 +389,7 @@ static lrgd_status write_config(xrun *x)
             return lrgd_fail(LRGD_E_INVALID,
                              "%s holds checkpoints of another configuration (%s); use another --out or remove it",
                              c->out, p);
-        say(x, "resuming in %s", c->out);
+        cli_note(CMD, x->com.quiet, "resuming in %s", c->out);
         return LRGD_OK;
     }
     return lrgd_write_file_atomic(p, buf, (size_t)n);
@@ -457,7 +445,7 @@ static lrgd_status stage_data(xrun *x)
     /* 1+n candidates need n items the user never had */
     int free_min = lrgd_dataset_n_items(x->ds) - lrgd_dataset_stats(x->ds)->max_len;
     for (int c = 0; c < N_CAND; c++) x->cand_ok[c] = cand_neg[c] <= free_min;
-    say(x, "data: %s (%d users, %d items), %d test users, %d guard users", x->data_path,
+    cli_note(CMD, x->com.quiet, "data: %s (%d users, %d items), %d test users, %d guard users", x->data_path,
         lrgd_dataset_n_users(x->ds), lrgd_dataset_n_items(x->ds), x->n_users, x->n_hold);
     return LRGD_OK;
 }
@@ -488,7 +476,7 @@ static lrgd_status stage_train(xrun *x)
                 lrgd_train_opts o = x->c.tr;
                 o.out = mp;
                 o.seed = x->com.seed;
-                say(x, "train: %d layers, dim %d, %d epochs on %s", o.n_layers, o.dim, o.epochs, x->data_path);
+                cli_note(CMD, x->com.quiet, "train: %d layers, dim %d, %d epochs on %s", o.n_layers, o.dim, o.epochs, x->data_path);
                 lrgd_train_result res;
                 lrgd_status st = train_one(x, &o, &res);
                 if (st == LRGD_OK) {
@@ -537,7 +525,7 @@ static lrgd_status stage_optimize(xrun *x)
         lrgd_opt_opts o = x->oo;
         if (v == V_NOPERT) o.use_perturb = 0;
         if (v == V_NOREG) o.use_reg = 0;
-        say(x, "optimize (%s): %d users, pool %d, k %d, %d rounds, %d guard users", var_name[v], x->n_users, o.pool,
+        cli_note(CMD, x->com.quiet, "optimize (%s): %d users, pool %d, k %d, %d rounds, %d guard users", var_name[v], x->n_users, o.pool,
             o.k, o.rounds, x->n_hold);
         lrgd_opt_result *r = NULL;
         char cmdname[64];
@@ -966,7 +954,7 @@ static lrgd_status replay_run(xrun *x)
         return lrgd_fail(LRGD_E_INVALID, "replay: no evaluated user has %d held-back items", x->c.rsteps);
     }
     lrgd_adapt_result *ar = NULL;
-    say(x, "replay: %d steps, %d users", x->c.rsteps, nu);
+    cli_note(CMD, x->com.quiet, "replay: %d steps, %d users", x->c.rsteps, nu);
     lrgd_opt_opts o = x->oo;
     o.stage = 1;
     lrgd_status st = lrgd_adapt(x->t, rs, u, nu, &o, &ar);
@@ -1083,7 +1071,7 @@ static lrgd_status dual_linear(xrun *x, int nu, int Ll)
     o.epochs = x->c.e1epochs;
     o.out = mp;
     o.seed = x->com.seed;
-    say(x, "dual: training a linear-attention model for E1 (%d epochs)", o.epochs);
+    cli_note(CMD, x->com.quiet, "dual: training a linear-attention model for E1 (%d epochs)", o.epochs);
     lrgd_train_result res;
     lrgd_status st = train_one(x, &o, &res);
     lrgd_train_result_free(&res);
@@ -1465,11 +1453,12 @@ static void html_esc(FILE *f, const char *s)
 }
 
 /* Inline the plot's SVG (the document's XML declaration, if any, left out). */
-static lrgd_status put_plot(FILE *f, lrgd_plot *p)
+/* p as a <figure> into f when building it went well (st); frees p either way. */
+static lrgd_status put_plot(FILE *f, lrgd_plot *p, lrgd_status st)
 {
     char *svg = NULL;
     size_t len = 0;
-    lrgd_status st = lrgd_plot_render(p, &svg, &len);
+    if (st == LRGD_OK) st = lrgd_plot_render(p, &svg, &len);
     if (st == LRGD_OK) {
         const char *s = strstr(svg, "<svg");
         fputs("<figure>", f);
@@ -1505,11 +1494,7 @@ static lrgd_status fig_methods(const xrun *x, FILE *f)
     LRGD_TRY(lrgd_plot_new(&p, title, "method", "metric"));
     lrgd_status st = lrgd_plot_size(p, 1000, 440);
     if (st == LRGD_OK) st = lrgd_plot_bars(p, N_METHODS, method_name, 2, labels, val, err);
-    if (st != LRGD_OK) {
-        lrgd_plot_free(p);
-        return st;
-    }
-    return put_plot(f, p);
+    return put_plot(f, p, st);
 }
 
 static lrgd_status fig_validity(const xrun *x, FILE *f)
@@ -1521,11 +1506,7 @@ static lrgd_status fig_validity(const xrun *x, FILE *f)
     LRGD_TRY(lrgd_plot_new(&p, title, "Effect_D (first-order, dot products)", "dlogP (forward passes)"));
     lrgd_status st = lrgd_plot_scatter(p, "pairs", x->v_eff, x->v_dlp, x->v_n);
     if (st == LRGD_OK) st = lrgd_plot_hline(p, 0, "");
-    if (st != LRGD_OK) {
-        lrgd_plot_free(p);
-        return st;
-    }
-    return put_plot(f, p);
+    return put_plot(f, p, st);
 }
 
 static lrgd_status fig_robust(const xrun *x, FILE *f, int k)
@@ -1540,11 +1521,7 @@ static lrgd_status fig_robust(const xrun *x, FILE *f, int k)
         for (int r = 0; r < N_RATES; r++) y[r] = x->rob[s][r][k];
         st = lrgd_plot_series(p, rsel_name[s], rates, y, NULL, N_RATES, LRGD_PLOT_MARKERS);
     }
-    if (st != LRGD_OK) {
-        lrgd_plot_free(p);
-        return st;
-    }
-    return put_plot(f, p);
+    return put_plot(f, p, st);
 }
 
 static lrgd_status fig_replay(const xrun *x, FILE *f)
@@ -1563,11 +1540,7 @@ static lrgd_status fig_replay(const xrun *x, FILE *f)
         st = lrgd_plot_series(p, nm[s], xs, ys, NULL, x->rp_n, LRGD_PLOT_MARKERS | (s >= 2 ? LRGD_PLOT_DASHED : 0));
     }
     free(sx);
-    if (st != LRGD_OK) {
-        lrgd_plot_free(p);
-        return st;
-    }
-    return put_plot(f, p);
+    return put_plot(f, p, st);
 }
 
 static lrgd_status fig_e3(const xrun *x, FILE *f)
@@ -1590,11 +1563,7 @@ static lrgd_status fig_e3(const xrun *x, FILE *f)
     for (int q = 0; q < N_FEAT; q++) ref[q] = e0 * sqrt(16.0 / r[q]);
     if (st == LRGD_OK && isfinite(e0) && e0 > 0)
         st = lrgd_plot_series(p, "1/sqrt(r)", r, ref, NULL, N_FEAT, LRGD_PLOT_DASHED);
-    if (st != LRGD_OK) {
-        lrgd_plot_free(p);
-        return st;
-    }
-    return put_plot(f, p);
+    return put_plot(f, p, st);
 }
 
 static lrgd_status write_html(const xrun *x, FILE *f, double secs)
@@ -1905,11 +1874,11 @@ int cmd_experiment(int argc, char **argv)
         lrgd_dist_map_init(&x.dm, CMD, x.hash, x.shard_dir, x.shard_size);
     }
     if (st == LRGD_OK) st = stage_optimize(&x);
-    if (st == LRGD_OK) say(&x, "methods: %d methods x %d candidate sets, %d users", N_METHODS, N_CAND, x.n_users);
+    if (st == LRGD_OK) cli_note(CMD, x.com.quiet, "methods: %d methods x %d candidate sets, %d users", N_METHODS, N_CAND, x.n_users);
     if (st == LRGD_OK) st = stage_methods(&x);
-    if (st == LRGD_OK) say(&x, "validity: Effect_D vs dlogP");
+    if (st == LRGD_OK) cli_note(CMD, x.com.quiet, "validity: Effect_D vs dlogP");
     if (st == LRGD_OK) st = stage_validity(&x);
-    if (st == LRGD_OK) say(&x, "robustness: %d selections x %d rates", N_RSEL, N_RATES);
+    if (st == LRGD_OK) cli_note(CMD, x.com.quiet, "robustness: %d selections x %d rates", N_RSEL, N_RATES);
     if (st == LRGD_OK) st = stage_robust(&x);
     if (st == LRGD_OK) st = stage_replay(&x);
     if (st == LRGD_OK) st = stage_dual(&x);
@@ -1917,8 +1886,7 @@ int cmd_experiment(int argc, char **argv)
     double secs = lrgd_now() - t0;
     if (!rank0()) { /* rank 0 writes every output; wait for it asleep (MPI_Finalize would spin) */
         free_run(&x);
-        if (st == LRGD_OK) st = lrgd_dist_barrier();
-        return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
+        return cli_dist_end(CMD, st);
     }
     if (st == LRGD_OK) st = write_out(&x, "results.json", write_json, secs);
     if (st == LRGD_OK) st = write_out(&x, "methods.csv", write_csv_w, secs);
@@ -1946,8 +1914,5 @@ int cmd_experiment(int argc, char **argv)
         fprintf(f, "E3 slope %.3f; report: %s/report.html (%.1f s)\n", x.e3_slope, c->out, secs);
     }
     free_run(&x);
-    if (st == LRGD_OK) st = lrgd_dist_barrier(); /* the others wait for the outputs */
-    /* under MPI a failure stops every rank (they may wait in a collective) */
-    if (st != LRGD_OK) return lrgd_dist_fail(CMD, st);
-    return CLI_OK;
+    return cli_dist_end(CMD, st);
 }

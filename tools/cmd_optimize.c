@@ -542,15 +542,7 @@ int cmd_optimize(int argc, char **argv)
             printf("  wrote %s, %s\n", p_json, p_sel);
         }
     }
-    if (cc.json) {
-        FILE *f = fopen(p_json, "r");
-        if (f) {
-            char buf[4096];
-            size_t n;
-            while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stdout);
-            fclose(f);
-        }
-    }
+    if (cc.json) st = cli_print_file(p_json);
 done:
     for (int i = 0; i < 4; i++) free(me[i].ndcg);
     lrgd_opt_result_free(R);
@@ -564,8 +556,5 @@ done:
     lrgd_dataset_free(ds);
     lrgd_model_free(m);
     lrgd_dist_map_free(&dm);
-    /* the other ranks wait asleep until rank 0 has written the outputs (MPI_Finalize would spin) */
-    if (st == LRGD_OK) st = lrgd_dist_barrier();
-    /* under MPI a failure stops every rank (they may wait in a collective) */
-    return st == LRGD_OK ? CLI_OK : lrgd_dist_fail(CMD, st);
+    return cli_dist_end(CMD, st);
 }
