@@ -19,6 +19,8 @@
 struct lrgd_mbatch {
     const lrgd_model *m;
     size_t kvd;
+    float *rope_pos;      /* [seq_len][2*head_dim]: RoPE angles of every position, computed once */
+    float *cs;            /* [N][2*head_dim]: the batch rows' angles, shared by q, k and every layer */
     /* the prefix: tokens and, per layer, its keys (RoPE applied) and values */
     int n_pre, cap_pre;
     int *pre_tok;
@@ -48,13 +50,20 @@ lrgd_status lrgd_mbatch_new(const lrgd_model *m, lrgd_mbatch **out)
     memset(b, 0, sizeof *b);
     b->m = m;
     b->kvd = (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim;
+    const lrgd_config *c = &m->cfg;
+    b->rope_pos = lrgd_alloc_n((size_t)c->seq_len * 2 * (size_t)c->head_dim, sizeof(float));
+    if (!b->rope_pos) {
+        lrgd_free(b);
+        return lrgd_fail(LRGD_E_NOMEM, "batch: out of memory");
+    }
+    lrgd_rope_table(b->rope_pos, c->seq_len, c->head_dim, 0, NULL, c->rope_base, c->rope_type, 1);
     *out = b;
     return LRGD_OK;
 }
 
 static void free_scratch(lrgd_mbatch *b)
 {
-    float **f[] = {&b->x, &b->mid, &b->xn, &b->q, &b->ao, &b->k, &b->v, &b->hb, &b->hb2};
+    float **f[] = {&b->x, &b->mid, &b->xn, &b->q, &b->ao, &b->k, &b->v, &b->hb, &b->hb2, &b->cs};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         lrgd_free(*f[i]);
         *f[i] = NULL;
@@ -76,6 +85,7 @@ void lrgd_mbatch_free(lrgd_mbatch *b)
     lrgd_free(b->pre_tok);
     lrgd_free(b->pre_k);
     lrgd_free(b->pre_v);
+    lrgd_free(b->rope_pos);
     lrgd_free(b);
 }
 
@@ -99,11 +109,12 @@ static lrgd_status reserve(lrgd_mbatch *b, int n_tok, int n_seq)
         b->v = lrgd_alloc_n(N * b->kvd, sizeof(float));
         b->hb = lrgd_alloc_n(N * F, sizeof(float));
         b->hb2 = lrgd_alloc_n(N * F, sizeof(float));
+        b->cs = lrgd_alloc_n(N * 2 * (size_t)c->head_dim, sizeof(float));
         b->pos = lrgd_alloc_n(N, sizeof(int));
         b->last = lrgd_alloc_n((size_t)ns, sizeof(int));
         b->att_off = lrgd_alloc_n((size_t)ns + 1, sizeof(size_t));
-        if (!b->x || !b->mid || !b->xn || !b->q || !b->ao || !b->k || !b->v || !b->hb || !b->hb2 || !b->pos ||
-            !b->last || !b->att_off) {
+        if (!b->x || !b->mid || !b->xn || !b->q || !b->ao || !b->k || !b->v || !b->hb || !b->hb2 || !b->cs ||
+            !b->pos || !b->last || !b->att_off) {
             free_scratch(b);
             return lrgd_fail(LRGD_E_NOMEM, "batch: out of memory for %d tokens", n_tok);
         }
@@ -163,6 +174,8 @@ static lrgd_status run_layers(lrgd_mbatch *b, int n_seq, const int *off, int mod
     }
     b->att_off[0] = 0;
     for (int s = 0; s < n_seq; s++) b->att_off[s + 1] = b->att_off[s] + (size_t)P + (size_t)(off[s + 1] - off[s]);
+    const size_t cw = 2 * (size_t)hd; /* one row of angles */
+    for (int r = 0; r < N; r++) memcpy(b->cs + r * cw, b->rope_pos + (size_t)b->pos[r] * cw, cw * sizeof(float));
 
     float *x = b->x, *mid = b->mid;
     for (int l = 0; l < L; l++) {
@@ -173,7 +186,7 @@ static lrgd_status run_layers(lrgd_mbatch *b, int n_seq, const int *off, int mod
         lrgd_rmsnorm_forward(b->xn, NULL, x, W->attn_norm, N, D, c->norm_eps);
         lrgd_matmul(b->k, b->xn, &W->wk, N, 0);
         lrgd_matmul(b->v, b->xn, &W->wv, N, 0);
-        lrgd_rope(b->k, N, KVH, hd, 0, b->pos, c->rope_base, c->rope_type, 1);
+        lrgd_rope_apply(b->k, N, KVH, hd, b->cs, c->rope_type);
         if (mode == RUN_PREFIX) {
             memcpy(b->pre_k + (size_t)l * N * kvd, b->k, (size_t)N * kvd * sizeof(float));
             memcpy(b->pre_v + (size_t)l * N * kvd, b->v, (size_t)N * kvd * sizeof(float));
@@ -184,10 +197,11 @@ static lrgd_status run_layers(lrgd_mbatch *b, int n_seq, const int *off, int mod
                 memmove(b->xn + (size_t)s * D, b->xn + (size_t)b->last[s] * D, (size_t)D * sizeof(float));
                 memmove(x + (size_t)s * D, x + (size_t)b->last[s] * D, (size_t)D * sizeof(float));
             }
-            for (int s = 0; s < n_seq; s++) b->pos[s] = P + off[s + 1] - 1 - off[s]; /* (k is rotated already) */
+            for (int s = 0; s < n_seq; s++) /* the last rows' angles to the front (k is rotated already) */
+                memcpy(b->cs + s * cw, b->rope_pos + (size_t)(P + off[s + 1] - 1 - off[s]) * cw, cw * sizeof(float));
         }
         lrgd_matmul(b->q, b->xn, &W->wq, nq, 0);
-        lrgd_rope(b->q, nq, H, hd, 0, b->pos, c->rope_base, c->rope_type, 1);
+        lrgd_rope_apply(b->q, nq, H, hd, b->cs, c->rope_type);
 
         /* attention, one sequence at a time (a thread each when there are enough) */
         const float *pk = P ? b->pre_k + (size_t)l * P * kvd : NULL, *pv = P ? b->pre_v + (size_t)l * P * kvd : NULL;
