@@ -28,7 +28,7 @@ typedef struct cli_common {
 #define CLI_OPT_MAX_MEMORY 1005
 #define CLI_OPT_HELP 'h'
 
-/* Spliced into each command's getopt_long table. */
+/* Spliced into the getopt_long table cli_parse builds (after the command's own). */
 #define CLI_COMMON_OPTIONS                                                                         \
     {"threads", required_argument, 0, CLI_OPT_THREADS}, {"seed", required_argument, 0, CLI_OPT_SEED}, \
         {"quiet", no_argument, 0, CLI_OPT_QUIET}, {"json", no_argument, 0, CLI_OPT_JSON},          \
