@@ -13,6 +13,9 @@
 #   DATASETS     default "Beauty Sports_and_Outdoors Toys_and_Games"
 #   TRAIN_ARGS   extra options for lrgd train (default: the settings below)
 #   K            demonstrations at evaluation (default 3)
+#   MODELS       a folder holding NAME.gguf models already trained by `lrgd train`
+#                (with their NAME.gguf.json): no training, only the evaluation; the
+#                training time reported is the one the model's JSON records
 # A killed run can be restarted with the same OUTDIR: training resumes from its state.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,15 +51,22 @@ first=1
 for d in $DATASETS; do
     data="$SHARED/datasets/amazon/$d.txt"
     [ -r "$data" ] || { echo "quality.sh: missing $data" >&2; exit 2; }
-    echo "== $d: training (at most $MINUTES min, $THREADS threads)"
-    t0=$(date +%s)
-    # shellcheck disable=SC2086
-    "$BIN" train --data "$data" --out "$OUT/$d.gguf" --max-minutes "$MINUTES" --threads "$THREADS" $TRAIN_ARGS \
-        2> >(tee "$OUT/$d.train.log" >&2) || { echo "quality.sh: training $d failed" >&2; exit 1; }
-    t1=$(date +%s)
+    model="$OUT/$d.gguf"
+    if [ -n "${MODELS:-}" ]; then
+        model="$MODELS/$d.gguf"
+        [ -r "$model" ] && [ -r "$model.json" ] || { echo "quality.sh: missing $model or $model.json" >&2; exit 2; }
+    else
+        echo "== $d: training (at most $MINUTES min, $THREADS threads)"
+        # shellcheck disable=SC2086
+        "$BIN" train --data "$data" --out "$model" --max-minutes "$MINUTES" --threads "$THREADS" $TRAIN_ARGS \
+            2> >(tee "$OUT/$d.train.log" >&2) || { echo "quality.sh: training $d failed" >&2; exit 1; }
+    fi
+    # the training's own record: its seconds (resumed sessions summed), command and epochs
+    train_s=$(sed -nE 's/.*"train_seconds": *([0-9.eE+-]+).*/\1/p' "$model.json" | head -1)
+    train_cmd=$(sed -nE 's/.*"command": *"([^"]*)".*/\1/p' "$model.json" | head -1)
     for mode in similar random; do
         echo "== $d: test, model-$mode vs model-none (full ranking, k=$K)"
-        "$BIN" eval --data "$data" --method "model-$mode" --compare model-none --model "$OUT/$d.gguf" --k "$K" \
+        "$BIN" eval --data "$data" --method "model-$mode" --compare model-none --model "$model" --k "$K" \
             --threads "$THREADS" --quiet --out "$OUT/$d.$mode.json" > "$OUT/$d.$mode.txt" \
             || { echo "quality.sh: evaluating $d failed" >&2; exit 1; }
         cat "$OUT/$d.$mode.txt"
@@ -71,8 +81,7 @@ for d in $DATASETS; do
     first=0
     cat >> "$OUT/summary.json.tmp" <<EOF
   "$d": {
-    "train_wall_seconds": $((t1 - t0)), "threads": $THREADS, "max_minutes": $MINUTES,
-    "train_args": "$TRAIN_ARGS", "k": $K,
+    "train_seconds": ${train_s:-null}, "train_command": "$train_cmd", "eval_threads": $THREADS, "k": $K,
     "iclrec": {"HR@10": $thr, "NDCG@10": $tnd},
     "zero_shot": {"HR@10": $z_hr, "NDCG@10": $z_nd},
     "random": {"HR@10": $r_hr, "NDCG@10": $r_nd, "diff_vs_zero_shot": {"HR@10": $rd_hr, "NDCG@10": $rd_nd},
