@@ -45,6 +45,8 @@ expect_usage "--random" --random 3x100
 expect_usage "--threads-list" --threads-list 1,,2
 expect_usage "not both" --threads 1 --threads-list 1,2
 expect_usage "needs --data" --only eval --model "$T/m.gguf"
+# a list given twice: the last one counts, with the whole capacity (not the first list's length)
+expect_usage "needs --data" --threads-list 1 --threads-list 1,2,4 --only eval --model "$T/m.gguf"
 expect_usage "no model" --only forward --random none
 expect_usage "unexpected argument" extra
 expect_usage "$T/none.gguf" --model "$T/none.gguf" --random none

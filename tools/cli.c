@@ -230,13 +230,18 @@ int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, con
     int n = 0, nc = (int)(sizeof common / sizeof common[0]);
     while (opts[n].name) n++;
     struct option *lo = calloc((size_t)(n + nc), sizeof *lo);
-    if (!lo) {
+    int *cap = calloc((size_t)n + 1, sizeof *cap); /* a list's capacity, for each time it is given */
+    if (!lo || !cap) {
+        free(lo);
+        free(cap);
         fprintf(stderr, "lrgd %s: out of memory\n", cmd);
         return CLI_RUNTIME;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         lo[i] = (struct option){opts[i].name, opts[i].kind == CLI_FLAG ? no_argument : required_argument, 0,
                                 CLI_OPT_TABLE + i};
+        if (opts[i].kind == CLI_INT_LIST) cap[i] = *opts[i].count;
+    }
     memcpy(lo + n, common, sizeof common);
     int rc = CLI_CONTINUE, c;
     optind = 1;
@@ -246,7 +251,9 @@ int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, con
             fputs(help, stdout);
             rc = CLI_OK;
         } else if (c >= CLI_OPT_TABLE && c < CLI_OPT_TABLE + n) {
-            if (cli_opt_store(cmd, &opts[c - CLI_OPT_TABLE], optarg) != 0) rc = CLI_USAGE;
+            const cli_opt *o = &opts[c - CLI_OPT_TABLE];
+            if (o->kind == CLI_INT_LIST) *o->count = cap[c - CLI_OPT_TABLE]; /* the last one given counts */
+            if (cli_opt_store(cmd, o, optarg) != 0) rc = CLI_USAGE;
         } else {
             int r = cli_common_opt(cmd, c, optarg, cc);
             if (r < 0) rc = CLI_USAGE;
@@ -256,6 +263,7 @@ int cli_parse_args(const char *cmd, const char *help, int argc, char **argv, con
     if (first) *first = optind;
     else if (rc == CLI_CONTINUE && optind < argc) rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     free(lo);
+    free(cap);
     return rc;
 }
 
