@@ -202,6 +202,56 @@ static void test_q8(const lrgd_kernels *K, const lrgd_kernels *R)
     }
 }
 
+/* packed-panel GEMM against the fmaf chain it promises, bit for bit */
+static void test_gemm(const lrgd_kernels *K)
+{
+    static const int ms[] = {1, 3, 12, 13, 25}, rs[] = {1, 15, 16, 17, 32, 33, 70}, ks[] = {5, 16, 32, 72, 96};
+    enum { MM = 25, MR = 70, MK = 96, LDY = MR + 3 };
+    static float x[MM * MK], w[MR * MK], P[(MR + 32) * MK], y[MM * LDY], yr[MM * LDY];
+    static lrgd_block_q8_0 q[MR * MK / 32];
+    int bad = 0, bad_pack = 0;
+    for (int q8 = 0; q8 < 2; q8++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            int k = ks[ki];
+            if (q8 && k % 32) continue;
+            for (size_t ri = 0; ri < sizeof rs / sizeof rs[0]; ri++) {
+                int rows = rs[ri], nr = K->panel_nr, np = (rows + nr - 1) / nr;
+                fill(w, rows * k, 1.0f);
+                if (q8) {
+                    lrgd_quantize_q8_0(w, q, (size_t)rows * k);
+                    lrgd_dequantize(LRGD_Q8_0, q, w, (size_t)rows * k); /* the exact weights */
+                }
+                fill(P, np * nr * k, 9.0f); /* garbage the packing must overwrite */
+                if (q8) K->pack_q8_0(P, q, rows, k);
+                else K->pack_f32(P, w, rows, k);
+                for (int p = 0; p < np; p++)
+                    for (int kk = 0; kk < k; kk++)
+                        for (int j = 0; j < nr; j++) {
+                            int row = p * nr + j;
+                            float want = row < rows ? w[(size_t)row * k + kk] : 0.0f;
+                            bad_pack += P[(size_t)p * nr * k + (size_t)kk * nr + j] != want;
+                        }
+                for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        int m = ms[mi];
+                        fill(x, m * k, 2.0f);
+                        fill(y, m * LDY, 3.0f);
+                        memcpy(yr, y, sizeof y);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < rows; j++) {
+                                float s = 0;
+                                for (int kk = 0; kk < k; kk++) s = fmaf(x[i * k + kk], w[j * k + kk], s);
+                                yr[i * LDY + j] = acc ? yr[i * LDY + j] + s : s;
+                            }
+                        K->gemm_panels(y, LDY, x, m, P, rows, k, acc);
+                        bad += !same_bits(y, yr, (size_t)m * LDY); /* columns past rows untouched too */
+                    }
+            }
+        }
+    CHECK_MSG(!bad_pack, "%s pack: %d entries wrong", K->name, bad_pack);
+    CHECK_MSG(!bad, "%s gemm_panels: %d cases differ from the fmaf chain", K->name, bad);
+}
+
 int main(void)
 {
     lrgd_rng_seed(&rng, 2026, 0);
@@ -221,6 +271,7 @@ int main(void)
         test_exp_edges(K);
         test_rope(K, R);
         test_q8(K, R);
+        if (K->gemm_panels) test_gemm(K);
         printf("%-6s checked; largest exp error %g ulp, swiglu %g ulp (vs libm expf)\n", K->name, max_exp_ulps,
                max_swiglu_ulps);
     }

@@ -41,6 +41,19 @@ typedef struct lrgd_kernels {
     void (*dequant_q8_0)(const lrgd_block_q8_0 *w, float *out, size_t nb);
     /* sum_k a_k b_k in float (summation order differs) */
     float (*dot)(const float *a, const float *b, int n);
+
+    /* GEMM y = x W^T on weights packed in panels of panel_nr rows; NULL in a
+     * variant that has none (then lrgd_matmul uses sgemm). Panel p of a packed
+     * block of `rows` rows starts at P + p*panel_nr*K and holds
+     * P[k*panel_nr + j] = W[p*panel_nr + j][k], zero past the last row; pack
+     * needs panels_floats(rows, K) floats. gemm_panels: y[i][j] (row stride
+     * ldy) for i < m, j < rows is the chain s = fmaf(x[i][k], W[j][k], s) over
+     * k = 0..K-1 from s = 0, then + y[i][j] when accumulate: bit for bit the
+     * same whatever the blocking or the thread that computes it. */
+    int panel_nr;
+    void (*pack_f32)(float *P, const float *w, int rows, int K);
+    void (*pack_q8_0)(float *P, const lrgd_block_q8_0 *w, int rows, int K);
+    void (*gemm_panels)(float *y, int ldy, const float *x, int m, const float *P, int rows, int K, int accumulate);
 } lrgd_kernels;
 
 /* The variant for an ISA, or NULL when it is not built in or the CPU lacks it. */

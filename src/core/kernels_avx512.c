@@ -192,6 +192,144 @@ T static float dot(const float *a, const float *b, int n)
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+/* ---- GEMM on packed panels (kernels.h): 32 weight rows per panel ---------- */
+
+#define NR 32 /* panel width: two vectors */
+#define RM 12 /* x rows per micro-tile: 24 accumulators + 2 panel vectors + 1 broadcast */
+
+/* r[i] (16 rows of 16) becomes its transpose: r[k][i] = old r[i][k] */
+T static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    /* r[i] now holds, in each 128-bit lane L, rows (i/4)*4..+3 at column 4L + (i%4) */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* Rows j0..j0+15 of a panel (fewer at the end: zeros), columns k0..k0+15, from
+ * 16 row vectors: transpose and store P[k][j0..j0+15]. */
+T static inline void put16(float *P, int k0, int j0, __m512 r[16])
+{
+    transpose16(r);
+    for (int k = 0; k < 16; k++) _mm512_storeu_ps(P + (size_t)(k0 + k) * NR + j0, r[k]);
+}
+
+T static void pack_f32(float *P, const float *w, int rows, int K)
+{
+    for (int p = 0; p * NR < rows; p++) {
+        float *Pp = P + (size_t)p * NR * K;
+        for (int h = 0; h < NR; h += 16) {
+            int j0 = p * NR + h, nj = rows - j0 < 16 ? (rows - j0 > 0 ? rows - j0 : 0) : 16;
+            int k0 = 0;
+            for (; k0 + 16 <= K; k0 += 16) {
+                __m512 r[16];
+                for (int j = 0; j < 16; j++)
+                    r[j] = j < nj ? _mm512_loadu_ps(w + (size_t)(j0 + j) * K + k0) : _mm512_setzero_ps();
+                put16(Pp, k0, h, r);
+            }
+            for (; k0 < K; k0++) /* K not a multiple of 16: the last columns one by one */
+                for (int j = 0; j < 16; j++) Pp[(size_t)k0 * NR + h + j] = j < nj ? w[(size_t)(j0 + j) * K + k0] : 0.0f;
+        }
+    }
+}
+
+T static void pack_q8_0(float *P, const lrgd_block_q8_0 *w, int rows, int K)
+{
+    int bpr = K / 32;
+    for (int p = 0; p * NR < rows; p++) {
+        float *Pp = P + (size_t)p * NR * K;
+        for (int h = 0; h < NR; h += 16) {
+            int j0 = p * NR + h, nj = rows - j0 < 16 ? (rows - j0 > 0 ? rows - j0 : 0) : 16;
+            for (int b = 0; b < bpr; b++) {
+                __m512 lo[16], hi[16];
+                for (int j = 0; j < 16; j++) {
+                    if (j < nj) block_f32(w + (size_t)(j0 + j) * bpr + b, &lo[j], &hi[j]);
+                    else lo[j] = hi[j] = _mm512_setzero_ps();
+                }
+                put16(Pp, b * 32, h, lo);
+                put16(Pp, b * 32 + 16, h, hi);
+            }
+        }
+    }
+}
+
+/* y[0..rm)[0..nc) (+)= x[0..rm) . panel, rm <= RM rows, nc <= NR columns */
+T static inline __attribute__((always_inline)) void micro(float *y, int ldy, const float *x, int K, const float *Pp,
+                                                          int rm, int nc, int accumulate)
+{
+    __m512 c0[RM], c1[RM];
+#pragma GCC unroll 12
+    for (int i = 0; i < rm; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(Pp + (size_t)k * NR), b1 = _mm512_loadu_ps(Pp + (size_t)k * NR + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < rm; i++) {
+            __m512 a = _mm512_set1_ps(x[(size_t)i * K + k]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : tail(nc), m1 = nc >= 32 ? (__mmask16)0xffff : nc > 16 ? tail(nc - 16) : 0;
+#pragma GCC unroll 12
+    for (int i = 0; i < rm; i++) {
+        float *yi = y + (size_t)i * ldy;
+        if (accumulate) {
+            c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, yi));
+            c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
+        }
+        _mm512_mask_storeu_ps(yi, m0, c0[i]);
+        _mm512_mask_storeu_ps(yi + 16, m1, c1[i]);
+    }
+}
+
+T static void gemm_panels(float *y, int ldy, const float *x, int m, const float *P, int rows, int K, int accumulate)
+{
+    for (int i0 = 0; i0 < m; i0 += RM) {
+        int rm = m - i0 < RM ? m - i0 : RM;
+        const float *xi = x + (size_t)i0 * K;
+        for (int p = 0; p * NR < rows; p++) {
+            int nc = rows - p * NR < NR ? rows - p * NR : NR;
+            float *yo = y + (size_t)i0 * ldy + (size_t)p * NR;
+            const float *Pp = P + (size_t)p * NR * K;
+            /* constant row counts, so that each call is its own unrolled kernel */
+            switch (rm) {
+            case 12: micro(yo, ldy, xi, K, Pp, 12, nc, accumulate); break;
+            case 11: micro(yo, ldy, xi, K, Pp, 11, nc, accumulate); break;
+            case 10: micro(yo, ldy, xi, K, Pp, 10, nc, accumulate); break;
+            case 9: micro(yo, ldy, xi, K, Pp, 9, nc, accumulate); break;
+            case 8: micro(yo, ldy, xi, K, Pp, 8, nc, accumulate); break;
+            case 7: micro(yo, ldy, xi, K, Pp, 7, nc, accumulate); break;
+            case 6: micro(yo, ldy, xi, K, Pp, 6, nc, accumulate); break;
+            case 5: micro(yo, ldy, xi, K, Pp, 5, nc, accumulate); break;
+            case 4: micro(yo, ldy, xi, K, Pp, 4, nc, accumulate); break;
+            case 3: micro(yo, ldy, xi, K, Pp, 3, nc, accumulate); break;
+            case 2: micro(yo, ldy, xi, K, Pp, 2, nc, accumulate); break;
+            default: micro(yo, ldy, xi, K, Pp, 1, nc, accumulate); break;
+            }
+        }
+    }
+}
+
 const lrgd_kernels lrgd_kernels_avx512 = {
     .name = "avx512",
     .sumsq = sumsq,
@@ -204,5 +342,9 @@ const lrgd_kernels lrgd_kernels_avx512 = {
     .dot_q8_0 = dot_q8_0,
     .dequant_q8_0 = dequant_q8_0,
     .dot = dot,
+    .panel_nr = NR,
+    .pack_f32 = pack_f32,
+    .pack_q8_0 = pack_q8_0,
+    .gemm_panels = gemm_panels,
 };
 #endif

@@ -155,14 +155,18 @@ void lrgd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 }
 
 /* lrgd_matmul: fewer than MM_GEMM_MIN inputs (decoding) take one dot product
- * per weight row and input, reading each row once; more go through sgemm,
- * Q8_0 rows dequantized MM_Q8_TILE at a time into a per-thread tile. Either
- * way the weight rows are split over the threads, and below MM_PAR_MIN
- * multiply-adds it runs on one. Results do not depend on the thread count:
- * a row's dot (or its column of the GEMM) is the same whichever thread has it. */
+ * per weight row and input, reading each row once. More inputs go through a
+ * GEMM, MM_TILE weight rows at a time: where the kernels have one (AVX-512),
+ * the rows are packed into panels (Q8_0 dequantized on the way) for the
+ * packed-panel GEMM, which reaches OpenBLAS's AVX-512 sgemm and twice its
+ * AVX2 one (bench/NOTES.md); otherwise F32 goes straight to sgemm and Q8_0
+ * rows are dequantized into a tile for it. Either way the weight rows are
+ * split over the threads, and below MM_PAR_MIN multiply-adds it runs on one.
+ * Results do not depend on the thread count: a row's dots (or its column of
+ * the GEMM) are the same whichever thread has it. */
 #define MM_GEMM_MIN 4
 #define MM_PAR_MIN (1 << 18)
-#define MM_Q8_TILE 128
+#define MM_TILE 128
 
 static void matmul_dots(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, int r0, int r1,
                         const lrgd_kernels *K)
@@ -183,21 +187,31 @@ static void matmul_gemm(float *y, const float *x, const lrgd_weight *w, int n, i
                         const lrgd_kernels *K)
 {
     float beta = accumulate ? 1.0f : 0.0f;
-    if (w->type == LRGD_F32) {
+    if (w->type == LRGD_F32 && !K->gemm_panels) {
         sgemm1(0, 1, n, r1 - r0, w->cols, 1.0f, x, w->cols, (const float *)w->data + (size_t)r0 * w->cols, w->cols,
                beta, y + r0, w->rows);
         return;
     }
-    float *tile = lrgd_alloc_n((size_t)MM_Q8_TILE * w->cols, sizeof(float));
+    /* a tile of MM_TILE rows, rounded up to whole panels */
+    size_t tile_rows = K->gemm_panels ? (MM_TILE + (size_t)K->panel_nr - 1) / (size_t)K->panel_nr * (size_t)K->panel_nr
+                                      : MM_TILE;
+    float *tile = lrgd_alloc_n(tile_rows * (size_t)w->cols, sizeof(float));
     if (!tile) { /* no memory for the tile: the slow exact way */
         matmul_dots(y, x, w, n, accumulate, r0, r1, K);
         return;
     }
-    size_t bpr = (size_t)w->cols / LRGD_Q8_0_BLOCK; /* blocks per row */
-    for (int r = r0; r < r1; r += MM_Q8_TILE) {
-        int tr = r1 - r < MM_Q8_TILE ? r1 - r : MM_Q8_TILE;
-        K->dequant_q8_0((const lrgd_block_q8_0 *)w->data + (size_t)r * bpr, tile, (size_t)tr * bpr);
-        sgemm1(0, 1, n, tr, w->cols, 1.0f, x, w->cols, tile, w->cols, beta, y + r, w->rows);
+    size_t bpr = (size_t)w->cols / LRGD_Q8_0_BLOCK; /* Q8_0 blocks per row */
+    for (int r = r0; r < r1; r += MM_TILE) {
+        int tr = r1 - r < MM_TILE ? r1 - r : MM_TILE;
+        const lrgd_block_q8_0 *q = (const lrgd_block_q8_0 *)w->data + (size_t)r * bpr;
+        if (K->gemm_panels) {
+            if (w->type == LRGD_F32) K->pack_f32(tile, (const float *)w->data + (size_t)r * w->cols, tr, w->cols);
+            else K->pack_q8_0(tile, q, tr, w->cols);
+            K->gemm_panels(y + r, w->rows, x, n, tile, tr, w->cols, accumulate);
+        } else {
+            K->dequant_q8_0(q, tile, (size_t)tr * bpr);
+            sgemm1(0, 1, n, tr, w->cols, 1.0f, x, w->cols, tile, w->cols, beta, y + r, w->rows);
+        }
     }
     lrgd_free(tile);
 }
