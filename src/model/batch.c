@@ -297,7 +297,7 @@ static lrgd_status diagnose(lrgd_mbatch *b, int s, const int *off, const int *to
     float val = b->bad_val;
     int *full = lrgd_alloc_n((size_t)(P + T), sizeof(int)), o2[2] = {0, P + T};
     if (full && reserve(b, P + T, 1) == LRGD_OK) {
-        memcpy(full, b->pre_tok, (size_t)P * sizeof(int));
+        if (P) memcpy(full, b->pre_tok, (size_t)P * sizeof(int)); /* no prefix: pre_tok may be NULL */
         memcpy(full + P, tok + off[s], (size_t)T * sizeof(int));
         lrgd_embed(b->x, &b->m->tok_embd, full, P + T);
         if (run_layers(b, 1, o2, RUN_FULL, NULL) == LRGD_E_NUMERIC) {
