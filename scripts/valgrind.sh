@@ -6,8 +6,12 @@
 #
 # Builds build/valgrind (Release + -g, no -march=native: valgrind 3.19 does not
 # decode AVX-512), runs each test as ctest would (same environment), two at a
-# time, and ends with "N passed, N failed". Logs: build/valgrind/vg/NAME.log.
-# Env: LRGD_VG_JOBS (default: nproc), LRGD_VG_TIMEOUT per test in s (default 1800).
+# time, longest first, and ends with "N passed, N failed". Logs:
+# build/valgrind/vg/NAME.log.
+# Env: LRGD_VG_JOBS (default: nproc); LRGD_VG_CPU_LIMIT per test in CPU seconds
+# (default 3600: a limit on work done, so that a loaded machine does not fail a
+# test that is merely starved); LRGD_VG_TIMEOUT per test in wall seconds, the
+# guard against a hang (default 14400).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,7 +35,8 @@ export LRGD_VALGRIND=1
 
 run_one() { # test name -> writes vg/NAME.status: "rc wall_s cpu_s"
   local t=$1 rc TIMEFORMAT='%R %U %S'
-  { time (cd "$build/tests" && timeout "${LRGD_VG_TIMEOUT:-1800}" valgrind --tool=memcheck --error-exitcode=99 \
+  { time (cd "$build/tests" && ulimit -t "${LRGD_VG_CPU_LIMIT:-3600}" &&
+     timeout "${LRGD_VG_TIMEOUT:-14400}" valgrind --tool=memcheck --error-exitcode=99 \
      --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible \
      --track-origins=yes --num-callers=30 --suppressions="$root/scripts/valgrind.supp" \
      --log-file="$build/vg/$t.log" "./$t" >"$build/vg/$t.out" 2>&1); } 2>"$build/vg/$t.time"
@@ -43,6 +48,15 @@ export -f run_one
 export build root
 
 mapfile -t tests < <(cd "$build/tests" && ls test_* 2>/dev/null | grep -E "$filter" | while read -r f; do [ -x "$build/tests/$f" ] && [ -f "$build/tests/$f" ] && echo "$f"; done)
+# Longest first, so that the last test to start is a short one (the wall time
+# is set by the slowest test: scripts/valgrind.costs holds each test's CPU
+# seconds under memcheck from a full run, rewritten after each full run into
+# BUILD/valgrind.costs; a test not listed there goes first).
+costs=$root/scripts/valgrind.costs
+[ -f "$build/valgrind.costs" ] && costs=$build/valgrind.costs
+mapfile -t tests < <(for t in "${tests[@]}"; do
+  c=$(awk -v t="$t" '$1 == t { print $2 }' "$costs" 2>/dev/null)
+  echo "${c:-999999} $t"; done | sort -k1,1nr -k2 | cut -d' ' -f2)
 t0=$(date +%s)
 printf '%s\n' "${tests[@]}" | xargs -P "${LRGD_VG_JOBS:-$(nproc)}" -I{} bash -c 'run_one {}'
 passed=0; failed=0; cpu_total=0
@@ -55,11 +69,17 @@ for t in "${tests[@]}"; do
     passed=$((passed + 1)); printf '%-24s ok     %5ss wall %5ss cpu  %s errors\n' "$t" "$secs" "$cpu" "${errs:-?}"
   else
     failed=$((failed + 1))
-    why="exit $rc"; [ "$rc" = 99 ] && why="valgrind errors"; [ "$rc" = 124 ] && why="timeout"
+    why="exit $rc"; [ "$rc" = 99 ] && why="valgrind errors"; [ "$rc" = 124 ] && why="wall timeout"
+    [ "$rc" = 137 ] && why="killed: CPU limit"
     printf '%-24s FAIL   %5ss wall %5ss cpu  %s (%s errors) -> %s\n' "$t" "$secs" "$cpu" "$why" "${errs:-?}" "$build/vg/$t.log"
     grep -E '^==[0-9]+== (Invalid|Conditional|Use of|Syscall|Mismatched|.*definitely lost|.*possibly lost)' "$build/vg/$t.log" | head -5
   fi
 done
 echo "valgrind: $(( $(date +%s) - t0 ))s wall, ${cpu_total}s cpu for ${#tests[@]} tests"
+if [ "$filter" = . ]; then
+  for t in "${tests[@]}"; do
+    [ -f "$build/vg/$t.status" ] && read -r _ _ cpu <"$build/vg/$t.status" && echo "$t $cpu"
+  done | sort >"$build/valgrind.costs"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
