@@ -12,6 +12,7 @@
 #include "test.h"
 
 #include <float.h>
+#include <omp.h>
 #include <stdint.h>
 
 static lrgd_rng rng;
@@ -252,6 +253,54 @@ static void test_gemm(const lrgd_kernels *K)
     CHECK_MSG(!bad, "%s gemm_panels: %d cases differ from the fmaf chain", K->name, bad);
 }
 
+/* lrgd_matmul through each variant: every path (row dots for n < 4, packed
+ * panels or sgemm / dequantized tiles above) against a double product of the
+ * exact weights, at 1 and 2 threads. With packed panels the two thread counts
+ * give the same bits. Through OpenBLAS they need not: its kernels round
+ * differently for blocks of different widths (seen here as rounding-sized
+ * differences), so there both need only meet the bound. */
+static void test_matmul(const lrgd_kernels *K)
+{
+    static const int ns[] = {1, 3, 4, 13, 40}, rs[] = {1, 17, 100, 300}, cs[] = {32, 96, 64 * 5};
+    enum { MN = 40, MR = 300, MC = 320 };
+    static float x[MN * MC], w[MR * MC], wd[MR * MC], y[2][MN * MR];
+    static lrgd_block_q8_0 q[MR * MC / 32];
+    int bad = 0, diff = 0, saved = omp_get_max_threads();
+    for (int q8 = 0; q8 < 2; q8++)
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
+            for (size_t ri = 0; ri < sizeof rs / sizeof rs[0]; ri++) {
+                int C = cs[ci], R = rs[ri];
+                fill(w, R * C, 1.0f);
+                lrgd_quantize_q8_0(w, q, (size_t)R * C);
+                if (q8) lrgd_dequantize(LRGD_Q8_0, q, wd, (size_t)R * C);
+                else memcpy(wd, w, (size_t)R * C * sizeof(float));
+                lrgd_weight W = {q8 ? LRGD_Q8_0 : LRGD_F32, q8 ? (const void *)q : (const void *)w, R, C};
+                for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        int n = ns[ni];
+                        fill(x, n * C, 2.0f);
+                        for (int t = 0; t < 2; t++) {
+                            omp_set_num_threads(t + 1);
+                            for (int i = 0; i < n * R; i++) y[t][i] = (float)(i % 7) - 3.0f;
+                            lrgd_matmul_with(y[t], x, &W, n, acc, K);
+                        }
+                        if (K->gemm_panels) diff += !same_bits(y[0], y[1], (size_t)n * R);
+                        for (int i = 0; i < n; i++)
+                            for (int o = 0; o < R; o++) {
+                                double s = acc ? (double)((i * R + o) % 7) - 3.0 : 0, abs_sum = fabs(s);
+                                for (int c = 0; c < C; c++) {
+                                    s += (double)x[i * C + c] * wd[o * C + c];
+                                    abs_sum += fabs((double)x[i * C + c] * wd[o * C + c]);
+                                }
+                                for (int t = 0; t < 2; t++) bad += !(fabs(y[t][i * R + o] - s) <= gamma_n(C + 1) * abs_sum);
+                            }
+                    }
+            }
+    omp_set_num_threads(saved);
+    CHECK_MSG(!bad, "%s lrgd_matmul: %d outputs beyond the rounding bound", K->name, bad);
+    CHECK_MSG(!diff, "%s lrgd_matmul (packed panels): %d cases differ between 1 and 2 threads", K->name, diff);
+}
+
 int main(void)
 {
     lrgd_rng_seed(&rng, 2026, 0);
@@ -272,6 +321,7 @@ int main(void)
         test_rope(K, R);
         test_q8(K, R);
         if (K->gemm_panels) test_gemm(K);
+        test_matmul(K);
         printf("%-6s checked; largest exp error %g ulp, swiglu %g ulp (vs libm expf)\n", K->name, max_exp_ulps,
                max_swiglu_ulps);
     }

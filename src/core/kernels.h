@@ -62,6 +62,9 @@ const lrgd_kernels *lrgd_kernels_get(lrgd_isa isa);
  * (read once; an unknown or unsupported value falls back to the best). */
 const lrgd_kernels *lrgd_kernels_active(void);
 
+/* lrgd_matmul with the given variant's kernels (tests run every variant). */
+void lrgd_matmul_with(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, const lrgd_kernels *K);
+
 /* OpenBLAS to one thread (threads.c): lrgd splits GEMMs over its OpenMP
  * threads itself. Runs at load (linalg.c) and in lrgd_set_threads. */
 void lrgd_blas_single_thread(void);

@@ -105,7 +105,8 @@ void lrgd_quantize_q8_0(const float *src, lrgd_block_q8_0 *dst, size_t n)
 
 /* One thread pool, not two: OpenBLAS runs single-threaded (threads.c) and
  * GEMMs are split here over the OpenMP threads, one block of C per thread,
- * each element computed by one sgemm call over the full K. Two pools (OpenMP
+ * each element computed by one sgemm call over the full K (its rounding may
+ * still depend on the block's width). Two pools (OpenMP
  * workers and OpenBLAS's own pthreads) spin against each other and made 2
  * threads slower than 1 (bench/NOTES.md). Below SGEMM_PAR_MIN multiply-adds a
  * fork/join (microseconds with passive waiting) costs more than it saves. */
@@ -162,8 +163,10 @@ void lrgd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * AVX2 one (bench/NOTES.md); otherwise F32 goes straight to sgemm and Q8_0
  * rows are dequantized into a tile for it. Either way the weight rows are
  * split over the threads, and below MM_PAR_MIN multiply-adds it runs on one.
- * Results do not depend on the thread count: a row's dots (or its column of
- * the GEMM) are the same whichever thread has it. */
+ * A row's dots, and its column of the packed-panel GEMM, are the same bits
+ * whichever thread computes them. Through OpenBLAS, a different split can
+ * round differently (its kernels depend on the block width), within the
+ * float rounding bound (tests/test_kernels.c). */
 #define MM_GEMM_MIN 4
 #define MM_PAR_MIN (1 << 18)
 #define MM_TILE 128
@@ -218,7 +221,11 @@ static void matmul_gemm(float *y, const float *x, const lrgd_weight *w, int n, i
 
 void lrgd_matmul(float *y, const float *x, const lrgd_weight *w, int n, int accumulate)
 {
-    const lrgd_kernels *K = lrgd_kernels_active();
+    lrgd_matmul_with(y, x, w, n, accumulate, lrgd_kernels_active());
+}
+
+void lrgd_matmul_with(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, const lrgd_kernels *K)
+{
     if (w->type != LRGD_F32 && w->type != LRGD_Q8_0) {
         /* F16 (loaders convert it to F32; kept for completeness): one row at a time */
         size_t rb = lrgd_dtype_row_bytes(w->type, (size_t)w->cols);
