@@ -58,6 +58,12 @@ double lrgd_store_plaus(const lrgd_store *s, int id) { return id >= 0 && id < s-
  * ~10 tokens on Beauty, and padding was 20-40% more memory to read). */
 #define EF_W 8 /* floats per vector of the kernels (16 was slower: demonstrations average ~10 tokens on Beauty) */
 typedef float ef_vec __attribute__((vector_size(EF_W * sizeof(float))));
+#if defined(__GNUC__) && !defined(__clang__)
+/* Without -march=native (LRGD_NATIVE=OFF, the valgrind build) gcc warns that
+ * returning a 32-byte vector changes the ABI; these helpers are static to this
+ * file, so no call crosses an ABI boundary. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 static inline int round_w(int n) { return (n + EF_W - 1) / EF_W * EF_W; }
 
