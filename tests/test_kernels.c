@@ -261,9 +261,8 @@ static void test_gemm(const lrgd_kernels *K)
  * differences), so there both need only meet the bound. */
 static void test_matmul(const lrgd_kernels *K)
 {
-    /* 1700 x 320 is large enough to be split over threads by both paths */
-    static const int ns[] = {1, 3, 4, 13, 40}, rs[] = {1, 17, 100, 300, 1700}, cs[] = {32, 96, 64 * 5};
-    enum { MN = 40, MR = 1700, MC = 320 };
+    static const int ns[] = {1, 3, 4, 13, 40}, rs[] = {1, 17, 100, 300}, cs[] = {32, 96, 64 * 5};
+    enum { MN = 40, MR = 300, MC = 320 };
     static float x[MN * MC], w[MR * MC], wd[MR * MC], y[2][MN * MR];
     static lrgd_block_q8_0 q[MR * MC / 32];
     int bad = 0, diff = 0, saved = omp_get_max_threads();

@@ -110,7 +110,7 @@ void lrgd_quantize_q8_0(const float *src, lrgd_block_q8_0 *dst, size_t n)
  * workers and OpenBLAS's own pthreads) spin against each other and made 2
  * threads slower than 1 (bench/NOTES.md). Below SGEMM_PAR_MIN multiply-adds a
  * fork/join (microseconds with passive waiting) costs more than it saves. */
-#define SGEMM_PAR_MIN (1 << 22)
+#define SGEMM_PAR_MIN (1 << 21)
 
 /* at load: programs that never call lrgd_set_threads get one pool too */
 __attribute__((constructor)) static void linalg_init(void) { lrgd_blas_single_thread(); }
@@ -162,21 +162,14 @@ void lrgd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * packed-panel GEMM, which reaches OpenBLAS's AVX-512 sgemm and twice its
  * AVX2 one (bench/NOTES.md); otherwise F32 goes straight to sgemm and Q8_0
  * rows are dequantized into a tile for it. Either way the weight rows are
- * split over the threads, unless the job is below MM_PAR_MIN multiply-adds
- * (GEMM) or MM_DOT_PAR_WEIGHTS weights (dots).
+ * split over the threads, and below MM_PAR_MIN multiply-adds it runs on one.
  * A row's dots, and its column of the packed-panel GEMM, are the same bits
  * whichever thread computes them. Through OpenBLAS, a different split can
  * round differently (its kernels depend on the block width), within the
  * float rounding bound (tests/test_kernels.c). */
 #define MM_GEMM_MIN 4
-#define MM_PAR_MIN (1 << 23)
+#define MM_PAR_MIN (1 << 18)
 #define MM_TILE 128
-/* Decoding (row dots) forks from MM_DOT_PAR_WEIGHTS weights: a fork/join
- * costs ~5.5 us with passive waiting on an idle machine, and a second thread
- * gains ~25% on an F32 matrix (memory-bound: bandwidth grows by that much) or
- * ~50% on a Q8_0 one (the dots are compute-bound). 512K weights (2 MB F32,
- * 0.53 MB Q8_0) is where either gain is about twice the cost. */
-#define MM_DOT_PAR_WEIGHTS (1u << 19)
 
 static void matmul_dots(float *y, const float *x, const lrgd_weight *w, int n, int accumulate, int r0, int r1,
                         const lrgd_kernels *K)
@@ -248,8 +241,7 @@ void lrgd_matmul_with(float *y, const float *x, const lrgd_weight *w, int n, int
         return;
     }
     int gemm = n >= MM_GEMM_MIN;
-    int nt = gemm ? team_size((double)n * w->rows * w->cols, MM_PAR_MIN, w->rows / 16)
-                  : team_size((double)w->rows * w->cols, MM_DOT_PAR_WEIGHTS, w->rows / 16);
+    int nt = team_size((double)n * w->rows * w->cols, MM_PAR_MIN, w->rows / 16);
     int per = ((w->rows + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < nt; t++) {

@@ -129,9 +129,6 @@ static inline void axpy(float *restrict y, float a, const float *restrict x, int
  * when the scratch cannot be allocated (the caller then goes row by row). */
 #define ATT_QB 64
 #define ATT_GEMM_MIN 16
-/* The row-by-row path (decoding) forks from 1M multiply-adds: below that a
- * fork/join with passive waiting costs more than half of the work. */
-#define ATT_ROWS_PAR_MIN (1u << 20)
 
 static int attention_gemm(float *out, float *att, float *lse, const float *q, const float *k, const float *v, int pos0,
                           int n, int n_heads, int n_kv_heads, int head_dim, lrgd_attn_mode mode)
@@ -181,7 +178,7 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
     int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
     size_t need = (size_t)T * head_dim + (size_t)T + (size_t)head_dim;
-#pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= ATT_ROWS_PAR_MIN)
+#pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
         /* Per thread: the head's keys transposed, kt[d][j] = k_j[d], so that
          * the scores of a query are head_dim vector passes over the keys, each
