@@ -13,11 +13,19 @@
  *    with T's cache reused, and log p(y) over the items).
  * Best of R reps; writes JSON atomically.
  *
- * usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [OUT.json]
+ * --matrix: U users against one shared pool of D demonstrations (those of D
+ * other sampled users, each encoded once): the U x D matrix by one
+ * lrgd_effect_score_matrix call (every user's query vectors in vector
+ * lanes), the same pairs by lrgd_effect_score per user, and the ground-truth
+ * forward pass on 8 x 25 of the pairs, same run, CPU time of the process at
+ * 1 thread (lrgd_perf_effect_matrix_run, which lrgd bench runs too).
+ *
+ * usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [--matrix] [OUT.json]
  *   --data FILE   default $LRGD_SHARED/datasets/amazon/Beauty.txt
- *   --users N     default 100;  --pool P  default 50;  --reps R  default 5 */
+ *   --users N     default 100 (--matrix: 256);  --pool P  default 50 (--matrix: 1000);  --reps R  default 5 */
 #include "effect/effect_impl.h"
 #include "lrgd/data.h"
+#include "perf/perf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +39,67 @@ static double cpu(void)
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+static int run_matrix(const char *model, const char *data, int U, int D, int reps, const char *out)
+{
+    lrgd_model *m = NULL;
+    lrgd_dataset *ds = NULL;
+    lrgd_split *sp = NULL;
+    lrgd_perf_effect_matrix r;
+    lrgd_status s_ = lrgd_model_load(model, &m);
+    if (s_ == LRGD_OK) s_ = lrgd_dataset_load(data, LRGD_DATA_AUTO, &ds);
+    if (s_ == LRGD_OK) s_ = lrgd_model_check_items(m, ds);
+    if (s_ == LRGD_OK) s_ = lrgd_split_loo(ds, &sp);
+    if (s_ == LRGD_OK) s_ = lrgd_perf_effect_matrix_run(m, sp, U, D, reps, 42, &r);
+    if (s_ == LRGD_OK) {
+        printf("bench_effect --matrix: %s, %s: %d users x a shared pool of %d demonstrations = %d pairs (%.2f tokens "
+               "per demonstration), 1 thread, CPU time, best of %d\n",
+               data, model, r.users, r.pool, r.pairs, r.tokens_per_demo, r.reps);
+        printf("  Effect_D matrix (lrgd_effect_score_matrix)   %8.4f us/pair\n", r.us_matrix_per_pair);
+        printf("  per user (lrgd_effect_score), same pairs     %8.4f us/pair  (%.1fx the matrix)\n",
+               r.us_score_per_pair, r.us_score_per_pair / r.us_matrix_per_pair);
+        printf("  ground-truth forward pass (%d pairs)        %8.1f us/pair\n", r.truth_pairs, r.us_truth_per_pair);
+        printf("  truth / matrix scoring: %.0fx;  truth / per-user scoring: %.0fx\n",
+               r.us_truth_per_pair / r.us_matrix_per_pair, r.us_truth_per_pair / r.us_score_per_pair);
+        printf("  largest |matrix - per-user| / max(1e-3, |per-user|): %.3g\n", r.max_rel_diff);
+    }
+    if (s_ == LRGD_OK && out) {
+        lrgd_afile af;
+        s_ = lrgd_afile_open(&af, out);
+        if (s_ == LRGD_OK) {
+            lrgd_json j;
+            lrgd_json_init(&j, af.f, 1);
+            lrgd_json_obj_begin(&j);
+            lrgd_json_kstr(&j, "bench", "effect_matrix");
+            lrgd_json_kstr(&j, "data", data);
+            lrgd_json_kstr(&j, "model", model);
+            lrgd_json_kint(&j, "users", r.users);
+            lrgd_json_kint(&j, "pool", r.pool);
+            lrgd_json_kint(&j, "pairs", r.pairs);
+            lrgd_json_kint(&j, "truth_pairs", r.truth_pairs);
+            lrgd_json_kint(&j, "reps", r.reps);
+            lrgd_json_knum(&j, "tokens_per_demo", r.tokens_per_demo);
+            lrgd_json_knum(&j, "us_per_pair_matrix", r.us_matrix_per_pair);
+            lrgd_json_knum(&j, "us_per_pair_per_user_scoring", r.us_score_per_pair);
+            lrgd_json_knum(&j, "us_per_pair_truth_forward", r.us_truth_per_pair);
+            lrgd_json_knum(&j, "ratio_truth_over_matrix", r.us_truth_per_pair / r.us_matrix_per_pair);
+            lrgd_json_knum(&j, "ratio_truth_over_per_user", r.us_truth_per_pair / r.us_score_per_pair);
+            lrgd_json_knum(&j, "max_rel_diff_matrix_vs_per_user", r.max_rel_diff);
+            lrgd_json_obj_end(&j);
+            fputc('\n', af.f);
+            s_ = lrgd_afile_commit(&af);
+        }
+        if (s_ == LRGD_OK) printf("  wrote %s\n", out);
+    }
+    lrgd_split_free(sp);
+    lrgd_dataset_free(ds);
+    lrgd_model_free(m);
+    if (s_ != LRGD_OK) {
+        fprintf(stderr, "bench_effect: %s\n", lrgd_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (!getenv("OMP_WAIT_POLICY")) { /* the lrgd tool's waiting policy (tools/lrgd.c) */
@@ -38,20 +107,24 @@ int main(int argc, char **argv)
         execv("/proc/self/exe", argv);
     }
     const char *data = NULL, *model = NULL, *out = NULL;
-    int NU = 100, P = 50, reps = 5;
+    int NU = -1, P = -1, reps = 5, matrix = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+        else if (!strcmp(argv[i], "--matrix")) matrix = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--users") && i + 1 < argc) NU = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pool") && i + 1 < argc) P = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
-            fprintf(stderr, "usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [OUT.json]\n");
+            fprintf(stderr, "usage: bench_effect --model M [--data FILE] [--users N] [--pool P] [--reps R] [--matrix] "
+                            "[OUT.json]\n");
             return 2;
         }
     }
-    if (!model || NU < 1 || P < 1 || P > 1000 || reps < 1) {
+    if (NU < 0) NU = matrix ? 256 : 100;
+    if (P < 0) P = matrix ? 1000 : 50;
+    if (!model || NU < 1 || P < 1 || (!matrix && P > 1000) || reps < 1) {
         fprintf(stderr, "bench_effect: --model is required; bad option value\n");
         return 2;
     }
@@ -63,6 +136,7 @@ int main(int argc, char **argv)
     }
     lrgd_set_threads(1);
     lrgd_set_quiet(1);
+    if (matrix) return run_matrix(model, data, NU, P, reps, out);
     lrgd_model *m = NULL;
     lrgd_dataset *ds = NULL;
     lrgd_split *sp = NULL;

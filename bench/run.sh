@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command (issue 7): `lrgd bench` (forward speed with its roofline,
-# evaluation, Effect_D, training, peak RSS), then llama.cpp through node-llama-cpp 3.21.1 on the
+# evaluation, Effect_D per user and against a shared pool (the matrix scorer), training, peak
+# RSS), then llama.cpp through node-llama-cpp 3.21.1 on the
 # same GGUF files with the same thread counts, prompt and decode lengths; prints lrgd/llama.cpp
 # ratios for pp and tg per model x dtype x threads and writes one merged JSON. Without node (or
 # when the node-llama-cpp install is missing and cannot be made) it runs lrgd alone and says so.

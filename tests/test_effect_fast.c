@@ -17,7 +17,19 @@
  *  - per_token = effect / len;
  *  - the threaded path (n >= 256) gives the same bits as scoring one entry
  *    at a time;
- *  - bad ids and a probe of another model are refused. */
+ *  - bad ids and a probe of another model are refused.
+ * The matrix scorer (lrgd_effect_score_matrix: many probes against the same
+ * entries, query vectors in vector lanes), with every instruction-set clone
+ * this CPU runs, over 1, 3, 7 and all 11 probes of a model (answer-row and
+ * all-rows probes mixed: lane counts not a multiple of 16), entries of 1..3
+ * tokens added to the store:
+ *  - every score within the same float32 bound of the exact value;
+ *  - per_token = effect / len;
+ *  - a probe's scores are the same bits whatever the other probes of the
+ *    call, the order of the ids and the thread count;
+ *  - bad arguments (NULL, negative counts, an id outside the store, a probe
+ *    of another model) are refused. */
+#include "core/kernels.h"
 #include "effect/effect_impl.h"
 #include "lrgd/effect.h"
 #include "test.h"
@@ -172,6 +184,62 @@ static void compare(const lrgd_store *s, const lrgd_probe *p, const char *name, 
     free(one);
 }
 
+/* The matrix scorer against the exact value, for probes ps[0..np) over every
+ * entry of s, with clone isa; returns 0 when the clone is not available. */
+static int compare_matrix(const lrgd_store *s, const lrgd_probe *const *ps, int np, int isa, const char *name,
+                          double *worst)
+{
+    int n = lrgd_store_n(s);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    double *eff = malloc((size_t)np * n * sizeof *eff), *pt = malloc((size_t)np * n * sizeof *pt);
+    for (int i = 0; i < n; i++) ids[i] = (int)(((long long)i * 11 + 3) % n); /* any order */
+    lrgd_status st = ef_score_matrix_isa(s, ps, np, ids, n, eff, pt, isa);
+    if (st == LRGD_E_UNSUPPORTED) {
+        lrgd_clear_error();
+        free(ids);
+        free(eff);
+        free(pt);
+        return 0;
+    }
+    CHECK_OK(st);
+    int bad = 0;
+    for (int u = 0; u < np && st == LRGD_OK; u++)
+        for (int i = 0; i < n; i++) {
+            double bound, ex = exact_score(s, ids[i], ps[u], &bound);
+            double tol = 2 * bound + 1e-12 * fmax(1, fabs(ex)), v = eff[(size_t)u * n + i];
+            double err = fabs(v - ex);
+            *worst = fmax(*worst, err / tol);
+            if (!(err <= tol) && bad++ < 3)
+                CHECK_MSG(0, "%s isa %d: probe %d of %d, entry %d (len %d): matrix %.9g, exact %.9g, float bound %.3g",
+                          name, isa, u, np, ids[i], lrgd_store_len(s, ids[i]), v, ex, tol);
+            CHECK_MSG(pt[(size_t)u * n + i] == v / lrgd_store_len(s, ids[i]), "%s isa %d: per-token form", name, isa);
+        }
+    /* each probe alone, ids reversed: the same bits; one thread: the same bits */
+    double *one = malloc((size_t)n * sizeof *one);
+    int *rev = malloc((size_t)n * sizeof *rev), same = 1;
+    for (int i = 0; i < n; i++) rev[i] = ids[n - 1 - i];
+    for (int u = 0; u < np; u++) {
+        CHECK_OK(ef_score_matrix_isa(s, &ps[u], 1, rev, n, one, NULL, isa));
+        for (int i = 0; i < n; i++) same &= one[n - 1 - i] == eff[(size_t)u * n + i];
+    }
+    CHECK_MSG(same, "%s isa %d: a probe's scores depend on the other probes of the call or the order", name, isa);
+    int th = lrgd_get_threads();
+    lrgd_set_threads(th > 1 ? 1 : 2);
+    double *eff2 = malloc((size_t)np * n * sizeof *eff2);
+    CHECK_OK(ef_score_matrix_isa(s, ps, np, ids, n, eff2, NULL, isa));
+    lrgd_set_threads(th);
+    same = 1;
+    for (size_t i = 0; i < (size_t)np * n; i++) same &= eff2[i] == eff[i];
+    CHECK_MSG(same, "%s isa %d: the thread count changes the scores", name, isa);
+    free(eff2);
+    free(one);
+    free(rev);
+    free(ids);
+    free(eff);
+    free(pt);
+    return 1;
+}
+
 static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, int kv_heads, int dim, double wscale,
                          const char *name)
 {
@@ -200,6 +268,8 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
         CHECK_OK(lrgd_store_add(s, tok, nt, NULL, NULL));
     }
     double worst = 0;
+    lrgd_probe *kept[16];
+    int n_kept = 0;
     for (int u = 0; u < 4; u++) {
         int32_t qh[20];
         int nqh = 2 + (int)lrgd_rng_below(&r, 15), qtok[24], nq;
@@ -216,10 +286,55 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
             char nm[128];
             snprintf(nm, sizeof nm, "%s user %d%s", name, u, all ? " all rows" : "");
             compare(s, p, nm, &worst);
-            lrgd_probe_free(p);
+            kept[n_kept++] = p;
         }
     }
     printf("%s: worst |fast - exact| / float bound %.3g\n", name, worst);
+
+    /* the matrix scorer: entries of 1..3 tokens too, and 3 more answer-row probes (11 in all) */
+    for (int len = 1; len <= 3; len++) {
+        int tk[3] = {v->n_special + 1, v->n_special + 2, v->n_special + 3};
+        CHECK_OK(lrgd_store_add(s, tk, len, NULL, NULL));
+    }
+    for (int u = 0; u < 3; u++) {
+        int32_t qh[6] = {(int32_t)u, 4, 9, (int32_t)(u + 20), 7, 1};
+        int qtok[12], nq;
+        CHECK_OK(lrgd_query_tokens(v, qh, 3 + u, 0, qtok, &nq));
+        lrgd_probe *p = NULL;
+        CHECK_OK(lrgd_probe_run(e, NULL, NULL, 0, qtok, nq, (int32_t)(5 + u), &p));
+        if (p) kept[n_kept++] = p;
+    }
+    double mworst = 0;
+    int sizes[4] = {1, 3, 7, n_kept}, ran = 0;
+    for (int isa = 0; isa < LRGD_ISA_COUNT; isa++) {
+        int any = 0;
+        for (int k = 0; k < 4; k++)
+            if (sizes[k] <= n_kept) any |= compare_matrix(s, (const lrgd_probe *const *)kept + (n_kept - sizes[k]),
+                                                          sizes[k], isa, name, &mworst);
+        ran += any;
+    }
+    CHECK_MSG(ran >= 1, "%s: no matrix clone ran", name);
+    printf("%s: matrix scorer, %d clone(s): worst |matrix - exact| / float bound %.3g\n", name, ran, mworst);
+    /* the matrix against lrgd_effect_score: the same Effect_D up to float rounding */
+    {
+        int n = lrgd_store_n(s), bad = 0;
+        int *ids = malloc((size_t)n * sizeof *ids);
+        double *mx = malloc((size_t)n_kept * n * sizeof *mx), *one = malloc((size_t)n * sizeof *one);
+        for (int i = 0; i < n; i++) ids[i] = i;
+        CHECK_OK(lrgd_effect_score_matrix(s, (const lrgd_probe *const *)kept, n_kept, ids, n, mx, NULL));
+        for (int u = 0; u < n_kept; u++) {
+            CHECK_OK(lrgd_effect_score(s, kept[u], ids, n, one, NULL));
+            for (int i = 0; i < n; i++) {
+                double bound, ex = exact_score(s, i, kept[u], &bound), tol = 4 * bound + 1e-12 * fmax(1, fabs(ex));
+                if (!(fabs(mx[(size_t)u * n + i] - one[i]) <= tol) && bad++ < 3)
+                    CHECK_MSG(0, "%s: probe %d entry %d: matrix %.9g, lrgd_effect_score %.9g", name, u, i,
+                              mx[(size_t)u * n + i], one[i]);
+            }
+        }
+        free(ids);
+        free(mx);
+        free(one);
+    }
 
     /* refusals */
     lrgd_probe *p = NULL;
@@ -245,11 +360,31 @@ static void check_config(lrgd_attn_mode mode, lrgd_rope_type rope, int heads, in
             int id0 = 0;
             CHECK(lrgd_effect_score(s, p2, &id0, 1, &x, NULL) == LRGD_E_INVALID);
         }
+        /* the matrix: bad arguments */
+        const lrgd_probe *pp[2] = {p, p2 ? p2 : p}, *pnull[2] = {p, NULL};
+        int ok_ids[2] = {0, 1};
+        double xs[4];
+        bad_id = lrgd_store_n(s);
+        CHECK(lrgd_effect_score_matrix(s, pp, 1, &bad_id, 1, xs, NULL) == LRGD_E_INVALID);
+        bad_id = -1;
+        CHECK(lrgd_effect_score_matrix(s, pp, 1, &bad_id, 1, xs, NULL) == LRGD_E_INVALID);
+        if (p2) CHECK(lrgd_effect_score_matrix(s, pp, 2, ok_ids, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, pnull, 2, ok_ids, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, NULL, 1, ok_ids, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, pp, 1, NULL, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, pp, 1, ok_ids, 2, NULL, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(NULL, pp, 1, ok_ids, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, pp, -1, ok_ids, 2, xs, NULL) == LRGD_E_INVALID);
+        CHECK(lrgd_effect_score_matrix(s, pp, 1, ok_ids, -2, xs, NULL) == LRGD_E_INVALID);
+        CHECK_OK(lrgd_effect_score_matrix(s, pp, 0, ok_ids, 2, xs, NULL)); /* nothing to score */
+        CHECK_OK(lrgd_effect_score_matrix(s, pp, 1, ok_ids, 0, xs, NULL));
+        lrgd_clear_error();
         lrgd_probe_free(p2);
         lrgd_effect_free(e2);
         lrgd_tmodel_free(t2);
     }
     lrgd_probe_free(p);
+    for (int i = 0; i < n_kept; i++) lrgd_probe_free(kept[i]);
     lrgd_store_free(s);
     lrgd_effect_free(e);
     lrgd_tmodel_free(t);

@@ -40,7 +40,9 @@ const char help_bench[] =
     "  eval     users/s of full-ranking ICL evaluation with --k similar-user\n"
     "           demonstrations (lrgd eval's model method) on --users users\n"
     "  effect   Effect_D scoring (user, demonstration) pairs/s next to the\n"
-    "           ground-truth forward passes' rate, and their ratio\n"
+    "           ground-truth forward passes' rate, and their ratio; then 256\n"
+    "           users against one shared pool of 1000 demonstrations (1 thread,\n"
+    "           CPU time): the matrix scorer, per-user scoring, the forward pass\n"
     "  train    training tokens/s and GFLOP/s of the embedded model (full\n"
     "           optimizer steps on the trainer's own episodes), against sgemm\n"
     "eval, effect and train need --data; eval and effect need a model trained\n"
@@ -148,6 +150,8 @@ typedef struct bench {
     int n_ev;
     effect_row ef[MAX_THREADS];
     int n_ef;
+    lrgd_perf_effect_matrix efm; /* Effect_D of users against a shared pool (1 thread) */
+    int have_efm;
     train_row tr[MAX_THREADS];
     int n_tr, train_items, train_hidden;
     lrgd_perf_shape train_shapes[LRGD_PERF_TRAIN_SHAPES];
@@ -413,6 +417,25 @@ static lrgd_status run_effect(bench *b, const lrgd_split *sp)
                 r->rss_kb / 1024.0);
         fflush(b->tab);
     }
+    /* users against one shared pool: the matrix scorer (all users' query vectors in vector lanes), 1 thread */
+    int N = lrgd_split_n_users(sp), U = N >= 1256 ? 256 : N / 5, D = N >= 1256 ? 1000 : N - U;
+    if (st == LRGD_OK && U >= 1 && D >= 1) {
+        cli_note(CMD, b->cc.quiet, "effect, a shared pool, 1 thread");
+        int th = lrgd_get_threads();
+        lrgd_set_threads(1);
+        st = lrgd_perf_effect_matrix_run(m, sp, U, D, 3, b->cc.seed, &b->efm);
+        lrgd_set_threads(th);
+        if (st == LRGD_OK) {
+            const lrgd_perf_effect_matrix *r = &b->efm;
+            b->have_efm = 1;
+            fprintf(b->tab,
+                    "shared pool: %d users x %d demonstrations, 1 thread, CPU time: matrix %.4f us/pair, per user %.4f "
+                    "us/pair, truth %.1f us/pair: ratio %.0f (matrix), %.0f (per user)\n",
+                    r->users, r->pool, r->us_matrix_per_pair, r->us_score_per_pair, r->us_truth_per_pair,
+                    r->us_truth_per_pair / r->us_matrix_per_pair, r->us_truth_per_pair / r->us_score_per_pair);
+            fflush(b->tab);
+        }
+    }
     lrgd_model_free(m);
     return st;
 }
@@ -631,6 +654,26 @@ static void write_json(FILE *f, bench *b)
                 lrgd_json_obj_end(&j);
             }
             lrgd_json_arr_end(&j);
+            if (b->have_efm) {
+                const lrgd_perf_effect_matrix *r = &b->efm;
+                lrgd_json_key(&j, "shared_pool");
+                lrgd_json_obj_begin(&j);
+                lrgd_json_kstr(&j, "what", "users x one shared pool of demonstrations, 1 thread, CPU seconds of the "
+                                           "process, best of reps: lrgd_effect_score_matrix (all users' query vectors "
+                                           "in vector lanes) and lrgd_effect_score per user on the same pairs; truth: "
+                                           "one forward pass per pair on a corner of the matrix");
+                lrgd_json_kint(&j, "n_users", r->users);
+                lrgd_json_kint(&j, "n_pool", r->pool);
+                lrgd_json_kint(&j, "n_pairs", r->pairs);
+                lrgd_json_kint(&j, "n_truth_pairs", r->truth_pairs);
+                lrgd_json_kint(&j, "reps", r->reps);
+                lrgd_json_knum(&j, "us_per_pair_matrix", r->us_matrix_per_pair);
+                lrgd_json_knum(&j, "us_per_pair_per_user", r->us_score_per_pair);
+                lrgd_json_knum(&j, "us_per_pair_truth", r->us_truth_per_pair);
+                lrgd_json_knum(&j, "ratio_matrix", r->us_truth_per_pair / r->us_matrix_per_pair);
+                lrgd_json_knum(&j, "ratio_per_user", r->us_truth_per_pair / r->us_score_per_pair);
+                lrgd_json_obj_end(&j);
+            }
             lrgd_json_obj_end(&j);
         }
     }

@@ -200,6 +200,21 @@ double lrgd_store_inner(const lrgd_store *a_store, int a, const lrgd_store *b_st
  * (optional) per_token[i] = effect[i] / len. */
 lrgd_status lrgd_effect_score(const lrgd_store *s, const lrgd_probe *p, const int *ids, int n, double *effect,
                               double *per_token);
+/* Effect_D of entries ids[0..n_ids) of s against each of n_probes probes
+ * (the probes of many users against one shared pool of demonstrations):
+ * effect[u * n_ids + i] is probe u's Effect_D of entry ids[i], and
+ * (optional) per_token[u * n_ids + i] = that / len. The same numbers as
+ * lrgd_effect_score per probe up to float32 rounding, faster once there are
+ * several probes: the query vectors of all probes are scored together in
+ * vector lanes (16 per vector; a probe of the embedded model fills 2), so an
+ * entry's keys and values are read once per call. A probe's scores do not
+ * depend on the other probes of the call or on the thread count. Every probe
+ * must come from the store's model (any rows: the answer-row and the
+ * all-rows forms may be mixed); ids may repeat. LRGD_E_INVALID for NULL
+ * arguments, negative counts, an id outside the store or a probe of another
+ * model; LRGD_E_NUMERIC when a score is not finite (all are written). */
+lrgd_status lrgd_effect_score_matrix(const lrgd_store *s, const lrgd_probe *const *probes, int n_probes,
+                                     const int *ids, int n_ids, double *effect, double *per_token);
 
 /* ---- statistics -------------------------------------------------------------- */
 

@@ -109,5 +109,10 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
 /* Token i's stored key (part 0, RoPE end-aligned) or value (part 1) of kv head
  * kh at layer l of entry id: head_dim floats into out. */
 void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, float *out);
+/* lrgd_effect_score_matrix with the clone of instruction set isa (an
+ * lrgd_isa; -1: the one lrgd_kernels_active() picks); LRGD_E_UNSUPPORTED
+ * when this CPU lacks it (tests run every clone, score_matrix.c). */
+lrgd_status ef_score_matrix_isa(const lrgd_store *s, const lrgd_probe *const *probes, int n_probes, const int *ids,
+                                int n_ids, double *effect, double *per_token, int isa);
 
 #endif

@@ -115,4 +115,27 @@ int lrgd_perf_train_n_items(const lrgd_perf_train *b);
  * sampled > 0 also times the same steps with that many sampled negatives. */
 lrgd_status lrgd_perf_train_measure(lrgd_perf_train *b, int steps, int sampled, lrgd_perf_train_run *out);
 
+/* ---- Effect_D against a shared pool (perf_effect.c) ----------------------------
+ *
+ * U users of the leave-one-out split (a seeded sample, each probed once at
+ * its validation target with its history as the query) against one shared
+ * pool of D demonstrations (the validation-step demonstrations of D other
+ * sampled users, encoded once): the U x D Effect_D matrix by one
+ * lrgd_effect_score_matrix call, the same pairs by lrgd_effect_score (one
+ * call per user over the pool), and the ground-truth forward pass of
+ * [T | d | Q] for the first min(U, 8) users x min(D, 25) demonstrations; CPU
+ * seconds of the process at the current thread count (1 for the figures of
+ * record), best of reps. The model must be a recommendation model trained on
+ * sp's dataset. */
+typedef struct lrgd_perf_effect_matrix {
+    int users, pool, pairs, truth_pairs, reps;
+    double tokens_per_demo;     /* mean tokens of a pool demonstration */
+    double us_matrix_per_pair;  /* lrgd_effect_score_matrix, whole call (packing included) / (U x D) */
+    double us_score_per_pair;   /* lrgd_effect_score per user over the pool / (U x D) */
+    double us_truth_per_pair;   /* one forward pass, T's cache reused */
+    double max_rel_diff;        /* max |matrix - per-user| / max(1e-3, |per-user|) over the pairs */
+} lrgd_perf_effect_matrix;
+lrgd_status lrgd_perf_effect_matrix_run(const lrgd_model *m, const lrgd_split *sp, int users, int pool, int reps,
+                                        uint64_t seed, lrgd_perf_effect_matrix *out);
+
 #endif
