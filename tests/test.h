@@ -61,6 +61,19 @@ static inline const char *t_shared(const char *rel)
     return buf;
 }
 
+/* Under valgrind memcheck (scripts/valgrind.sh sets LRGD_VALGRIND=1) code runs
+ * 50-500x slower. Memcheck looks for invalid accesses, uses of uninitialized
+ * memory and leaks, which the same code paths show at a smaller size: heavy
+ * tests shrink their work with t_size(), and the checks whose outcome needs
+ * the full size (a trained model's quality, a statistical threshold, a wall
+ * clock) run where t_full() holds: the Release and sanitizer suites. */
+static inline int t_full(void)
+{
+    const char *v = getenv("LRGD_VALGRIND");
+    return !(v && *v && strcmp(v, "0"));
+}
+static inline int t_size(int full, int small) { return t_full() ? full : small; }
+
 static inline int t_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, t_checks, t_failures);

@@ -300,7 +300,7 @@ static void test_shared_amazon(void)
         CHECK(s->n_interactions == want[d].inter && lrgd_dataset_n_interactions(ds) == want[d].inter);
         CHECK(s->skipped_no_items == 0 && s->n_short == 0 && s->min_len == 5);
         /* "well under a second": generous for sanitizer builds; not timed under valgrind (20-50x slower) */
-        if (!getenv("LRGD_VALGRIND")) CHECK_MSG(dt < 1.0, "%s took %.3f s to load", want[d].name, dt);
+        if (t_full()) CHECK_MSG(dt < 1.0, "%s took %.3f s to load", want[d].name, dt);
         cross_check(ds, path);
 
         snprintf(rel, sizeof rel, "datasets/amazon/%s.items.tsv", want[d].name);

@@ -214,7 +214,10 @@ int main(void)
     w.NI = lrgd_dataset_n_items(w.ds);
 
     double loss;
-    lrgd_tmodel *t = train_model(&w, 2000, &loss);
+    /* 3000 steps: with 2000 the model's use of context depended on the training seed and on float
+     * rounding (first pick planted 11-22 of 24 over seeds; 18-24 with 3000, 17 seeds tried). Under
+     * valgrind a short training exercises the same code; the quality checks below need the full one. */
+    lrgd_tmodel *t = train_model(&w, t_size(3000, 60), &loss);
     CHECK(t != NULL);
     if (!t) return t_finish("test_optimize");
     printf("trained %.1fs, final loss %.3f\n", lrgd_now() - t_start, loss);
@@ -256,7 +259,8 @@ int main(void)
     gp /= np;
     gd /= nd;
     printf("ground truth dlogP: planted %+.3f, distractors %+.3f\n", gp, gd);
-    CHECK_MSG(gp > gd + 0.2, "planted demonstrations do not help this model more than distractors (%.3f vs %.3f)", gp,
+    if (t_full())
+        CHECK_MSG(gp > gd + 0.2, "planted demonstrations do not help this model more than distractors (%.3f vs %.3f)", gp,
               gd);
 
     /* stage 1 picks the planted demonstrations: with the defaults (robust, regularized) and plain */
@@ -287,9 +291,9 @@ int main(void)
         /* chance (2 planted among 8, k = 2): some planted pick 13/28 = 0.46, first pick 0.25 */
         printf("stage 1 (%s): %d of %d picks planted; first pick planted for %d of %d users, a planted pick for %d\n",
                variant ? "plain Effect_D" : "defaults", picked, picks, first_planted, nc, any_planted);
-        CHECK_MSG(any_planted >= 0.75 * nc, "stage 1 (%d): a planted pick for only %d of %d users", variant,
+        if (t_full()) CHECK_MSG(any_planted >= 0.75 * nc, "stage 1 (%d): a planted pick for only %d of %d users", variant,
                   any_planted, nc);
-        CHECK_MSG(first_planted >= 0.5 * nc, "stage 1 (%d): first pick planted for only %d of %d users", variant,
+        if (t_full()) CHECK_MSG(first_planted >= 0.5 * nc, "stage 1 (%d): first pick planted for only %d of %d users", variant,
                   first_planted, nc);
     }
 
@@ -344,18 +348,16 @@ int main(void)
     }
 
     /* stage 2 and the collapse guard: every user chooses from one shared pool, so the held-out users'
-     * demonstrations are the optimized users' too */
+     * demonstrations are the optimized users' too. The held-out users are planted cases as well (their
+     * last item is ambiguous without the right demonstrations), so that scrambled demonstrations hurt
+     * them whatever the trained model's rounding: users who need no context would not show it. */
     {
-        int32_t users[6], hold[6], pool[12];
+        int32_t users[6], hold[6], pool[24];
         int nu = 0, nh = 0, np2 = 0;
         for (int i = 0; i < nc && nu < 6; i++) users[nu++] = cs[i].u;
-        for (int u = 1; u < w.NU && nh < 6; u += 7) {
-            int dup = 0;
-            for (int i = 0; i < nu; i++) dup |= users[i] == u;
-            if (!dup && lrgd_synth_group(w.sy, u) == lrgd_synth_group(w.sy, users[nh % nu])) hold[nh++] = u;
-        }
-        for (int i = 0; i < 6 && np2 < 12; i++)
-            for (int c = 0; c < cs[i].n_cand && np2 < 12; c++) {
+        for (int i = nu; i < nc && nh < 6; i++) hold[nh++] = cs[i].u;
+        for (int i = 0; i < nu + nh && np2 < 24; i++)
+            for (int c = 0; c < cs[i].n_cand && np2 < 24; c++) {
                 int dup = 0;
                 for (int j = 0; j < np2; j++) dup |= pool[j] == cs[i].cand[c];
                 if (!dup) pool[np2++] = cs[i].cand[c];
@@ -385,7 +387,7 @@ int main(void)
         o.fault = 1;
         R = NULL;
         CHECK_OK(lrgd_optimize(t, w.sp, users, nu, hold, nh, pool, np2, &o, &R));
-        if (R) {
+        if (R && t_full()) { /* a model trained briefly (valgrind) may not mind scrambled demonstrations */
             printf("forced round: held-out log p %.4f -> %.4f after round 1, rolled back %d, final %.4f\n",
                    R->hold_stage1, R->n_rounds ? R->hold_trace[0] : NAN, R->rolled_back, R->hold_final);
             CHECK(R->n_rounds == 1 && R->hold_trace[0] < R->hold_stage1);
@@ -406,8 +408,8 @@ int main(void)
             }
             CHECK(same);
             for (int i = 0; i < R->n; i++) CHECK(R->users[i].edits == 0 && R->users[i].logp_stage2 == R->users[i].logp_stage1);
-            lrgd_opt_result_free(R);
         }
+        lrgd_opt_result_free(R);
         /* with the guard off, the same fault stays: the switch is real */
         R = NULL;
         CHECK_OK(lrgd_optimize(t, w.sp, users, nu, NULL, 0, pool, np2, &o, &R));
