@@ -174,30 +174,25 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
     if (n >= ATT_GEMM_MIN &&
         attention_gemm(out, att, lse, q, k, v, pos0, n, n_heads, n_kv_heads, head_dim, mode))
         return;
-    /* Few queries (decoding): each score a sequential sum over d, row by row. */
+    /* Few queries (decoding): row by row, each score one vector dot of the query
+     * with a key row of the cache. */
+    const lrgd_kernels *K = lrgd_kernels_active();
     int T = pos0 + n, group = n_heads / n_kv_heads, qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
     float scale = 1.0f / sqrtf((float)head_dim);
-    size_t need = (size_t)T * head_dim + (size_t)T + (size_t)head_dim;
+    size_t need = (size_t)T + (size_t)head_dim;
 #pragma omp parallel if ((size_t)n_heads * n * T * head_dim >= PAR_MIN_WORK)
     {
-        /* Per thread: the head's keys transposed, kt[d][j] = k_j[d], so that
-         * the scores of a query are head_dim vector passes over the keys, each
-         * score still the sequential sum over d; then one row of scores and one
-         * output row. On the stack for small contexts: decoding does not malloc. */
+        /* Per thread: one row of scores and one output row, on the stack for
+         * contexts up to ~4K: decoding does not malloc. */
         float local[4096];
-        float *kt = need <= 4096 ? local : lrgd_alloc_n(need, sizeof(float));
-        float *sc = kt + (size_t)T * head_dim, *acc = sc + T;
+        float *sc = need <= 4096 ? local : lrgd_alloc_n(need, sizeof(float)), *acc = sc + T;
 #pragma omp for schedule(static)
         for (int h = 0; h < n_heads; h++) {
             const float *kh0 = k + (size_t)(h / group) * head_dim, *vh0 = v + (size_t)(h / group) * head_dim;
-            for (int j = 0; j < T; j++)
-                for (int d = 0; d < head_dim; d++) kt[(size_t)d * T + j] = kh0[(size_t)j * kvd + d];
             for (int i = 0; i < n; i++) {
                 int t = pos0 + i;
                 const float *qi = q + (size_t)i * qd + (size_t)h * head_dim;
-                memset(sc, 0, (size_t)(t + 1) * sizeof(float));
-                for (int d = 0; d < head_dim; d++) axpy(sc, qi[d], kt + (size_t)d * T, t + 1);
-                for (int j = 0; j <= t; j++) sc[j] *= scale;
+                for (int j = 0; j <= t; j++) sc[j] = K->dot(qi, kh0 + (size_t)j * kvd, head_dim) * scale;
                 double l = mode == LRGD_ATTN_SOFTMAX ? lrgd_softmax_row(sc, t + 1) : 0.0;
                 if (lse) lse[(size_t)h * n + i] = (float)l;
                 memset(acc, 0, (size_t)head_dim * sizeof(float));
@@ -210,7 +205,7 @@ void lrgd_attention_forward_lse(float *out, float *att, float *lse, const float 
                 }
             }
         }
-        if (kt != local) lrgd_free(kt);
+        if (sc != local) lrgd_free(sc);
     }
 }
 
