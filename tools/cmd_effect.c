@@ -33,6 +33,14 @@ const char help_effect[] =
     "With --truth, the ground truth dlogP(d) = log p(y|T,d,Q) - log p(y|T,Q) is\n"
     "measured by a real forward pass per pair, and Spearman's rho between the two\n"
     "is reported, with the cost of both from this run.\n"
+    "With --shared-pool, every user is scored against ONE pool instead: P\n"
+    "training users drawn with the seed from those with a demonstration (>= 2\n"
+    "training items) that are not among the scored users, each demonstration\n"
+    "built as a candidate is. The P demonstrations are encoded once, and the\n"
+    "users' probes are scored together, up to 256 per call, by the matrix scorer\n"
+    "(lrgd_effect_score_matrix: the users' query vectors in vector lanes, each\n"
+    "demonstration read once per call); the pairs are every user x every pool\n"
+    "demonstration. --users + --pool must then leave P such users (else exit 2).\n"
     "\n"
     "options:\n"
     "  --model M        a recommendation model trained on FILE (GGUF from lrgd train),\n"
@@ -41,7 +49,10 @@ const char help_effect[] =
     "  --items FILE     item titles for a text LLM (NAME.items.tsv; without it the\n"
     "                   prompts show 'item <id>')\n"
     "  --users N        sampled users (default 100)\n"
-    "  --pool P         candidate demonstrations per user (default 50)\n"
+    "  --pool P         candidate demonstrations per user (default 50); with\n"
+    "                   --shared-pool the size of the one pool shared by every user\n"
+    "  --shared-pool    score every user against one shared pool of P demonstrations\n"
+    "                   (see above; works with --checkpoint and MPI; default off)\n"
     "  --truth          also measure dlogP with forward passes (default off)\n"
     "  --max-hist N     query history cap (default 50)\n"
     "  --demo-hist N    demonstration history cap (default 20)\n"
@@ -141,6 +152,11 @@ static lrgd_status write_json(const char *path, const lrgd_validity *V, const lr
     if (items_path) lrgd_json_str(&j, items_path);
     else lrgd_json_null(&j);
     lrgd_json_kstr(&j, "target", "validation item (leave-one-out)");
+    lrgd_json_kstr(&j, "mode", o->shared_pool ? "shared_pool" : "per_user");
+    lrgd_json_kstr(&j, "candidates", o->shared_pool
+                                         ? "one seeded pool of P training users outside the scored users, shared by "
+                                           "every user (lrgd_effect_score_matrix)"
+                                         : "each user's P most similar training users (lrgd_effect_score)");
     lrgd_json_kint(&j, "users", V->n_users);
     lrgd_json_kint(&j, "pool", o->pool);
     lrgd_json_kint(&j, "max_hist", o->max_hist);
@@ -209,6 +225,7 @@ int cmd_effect(int argc, char **argv)
         CLI_O_INT("users", &vo.n_users, 1, 10000000),
         CLI_O_INT("pool", &vo.pool, 1, 100000),
         CLI_O_FLAG("truth", &vo.truth),
+        CLI_O_FLAG("shared-pool", &vo.shared_pool),
         CLI_O_INT("max-hist", &vo.max_hist, 1, 4000),
         CLI_O_INT("demo-hist", &vo.demo_hist, 1, 4000),
         CLI_O_INT("top-k", &vo.top_k, 1, 1000),
@@ -251,6 +268,12 @@ int cmd_effect(int argc, char **argv)
                        lrgd_split_n_users(sp));
         goto done;
     }
+    if (vo.shared_pool && (long long)vo.n_users + vo.pool > lrgd_split_n_users(sp)) {
+        st = lrgd_fail(LRGD_E_INVALID, "--shared-pool: --users %d + --pool %d exceed the %d users of the split of %s "
+                       "(the pool is drawn from the users that are not scored)", vo.n_users, vo.pool,
+                       lrgd_split_n_users(sp), data_path);
+        goto done;
+    }
     if (rank0 && (st = cli_out_dir(out_dir)) != LRGD_OK) goto done; /* outputs: rank 0's machine */
     if (dist) {
         /* what the pairs depend on: data, model bytes, options, threads; the
@@ -258,7 +281,7 @@ int cmd_effect(int argc, char **argv)
         uint64_t h = lrgd_hash_dataset(LRGD_HASH_INIT, ds);
         if ((st = lrgd_hash_file(&h, model_path)) != LRGD_OK) goto done;
         int64_t ov[10] = {vo.n_users, vo.pool, vo.max_hist, vo.demo_hist, vo.truth, vo.top_k, (int64_t)vo.seed,
-                          shard_size, lrgd_get_threads(), 0};
+                          shard_size, lrgd_get_threads(), vo.shared_pool};
         h = lrgd_hash64(h, ov, sizeof ov);
         for (int i = 0; items_path && i < lrgd_dataset_n_items(ds); i++) { /* the titles shape the prompts */
             const char *t = lrgd_dataset_item_text(ds, i);
@@ -281,8 +304,13 @@ int cmd_effect(int argc, char **argv)
     if (cc.json) {
         st = cli_print_file(p_json);
     } else {
-        printf("Effect_D: %d users x up to %d candidates = %d pairs (%lld demonstrations encoded once)\n", V->n_users,
-               vo.pool, V->n_pairs, (long long)V->n_encoded);
+        if (vo.shared_pool)
+            printf("Effect_D, shared pool: %d users x %d demonstrations = %d pairs (the pool encoded once, scored by "
+                   "the matrix scorer)\n",
+                   V->n_users, vo.pool, V->n_pairs);
+        else
+            printf("Effect_D: %d users x up to %d candidates = %d pairs (%lld demonstrations encoded once)\n",
+                   V->n_users, vo.pool, V->n_pairs, (long long)V->n_encoded);
         if (vo.truth) {
             printf("  Spearman rho vs dlogP: %.3f (per-token form %.3f; mean per user %.3f); Pearson %.3f\n", V->rho,
                    V->rho_per_token, V->rho_user_mean, V->pearson);

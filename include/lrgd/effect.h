@@ -233,7 +233,19 @@ double lrgd_pearson(const double *x, const double *y, int n);
  * user), each user is probed once, then every (user, demonstration) pair is
  * scored with dot products; with truth, dlogP = log p(y | T, d, Q) -
  * log p(y | T, Q) is measured with a real forward pass per pair (T's cache
- * reused). The timings of both are taken in the same run. */
+ * reused). The timings of both are taken in the same run.
+ *
+ * With shared_pool, every user is scored against ONE pool instead: pool
+ * (P) users drawn by seed from the demonstration pool at the validation step
+ * (lrgd_demo_index_pool: the users with >= 2 training items) that are not
+ * among the scored users, ascending ids; each demonstration is built as a
+ * candidate is (training items but the last, then the last as the answer).
+ * The P demonstrations are encoded once per process, and the users are
+ * probed and scored in blocks of up to 256 through lrgd_effect_score_matrix
+ * (each block's scoring time shared evenly by its users); the all-rows form,
+ * the truth and every summary are as above. LRGD_E_INVALID when fewer than P
+ * such users exist. The scores do not depend on the blocks, the map's
+ * shards or the thread count. */
 typedef struct lrgd_validity_opts {
     int n_users;          /* sampled users (default 100) */
     const int32_t *users; /* or exactly these users (n_users of them) */
@@ -243,6 +255,7 @@ typedef struct lrgd_validity_opts {
     int top_k;            /* for the gain summary (default 3) */
     uint64_t seed;
     const lrgd_user_map *map; /* NULL: every user in this process (see lrgd_user_map) */
+    int shared_pool;      /* 1: one shared pool of `pool` demonstrations for every user (default 0) */
 } lrgd_validity_opts;
 void lrgd_validity_opts_init(lrgd_validity_opts *o);
 

@@ -162,16 +162,78 @@ typedef struct vctx {
     int *ids, *tok, *qt;
     int32_t *cu;
     double *eff, *ptk, *efa;
+    /* the shared pool (o->shared_pool) */
+    int32_t *pool;         /* [P] its users, ascending */
+    int pool_ready;        /* 1: encoded in this process, ids[k] its entries */
+    int block;             /* users per matrix call */
+    lrgd_probe **pr;       /* [block] */
+    vrec_head *hd;         /* [block] */
+    double *meff, *mptk;   /* [block][P] */
 } vctx;
 
 static size_t vrec_size(int pool) { return sizeof(vrec_head) + (size_t)pool * sizeof(vrec_pair); }
+
+/* User u's query tokens and validation target; *h, *nh (may be NULL): its history. */
+static lrgd_status user_query(vctx *c, int u, int *nq, int32_t *y, const int32_t **h_out, int *nh_out)
+{
+    const int32_t *h;
+    int nh;
+    lrgd_split_history(c->sp, LRGD_STEP_VALID, u, &h, &nh);
+    *y = lrgd_split_target(c->sp, LRGD_STEP_VALID, u);
+    if (h_out) *h_out = h;
+    if (nh_out) *nh_out = nh;
+    *nq = 0;
+    return lrgd_effect_query_tokens(c->e, h, nh, c->o->max_hist, c->qt, nq);
+}
+
+/* User u's pairs with store entries ids[0..n) (the demonstrations of dataset
+ * users du[0..n)) from their scores (per_token, effect_all: [n]); with
+ * truth, dlogP of each from a real forward pass of [T | d | Q] (T's cache
+ * reused; c->qt holds Q). */
+static lrgd_status fill_pairs(vctx *c, int u, int nq, int32_t y, const int32_t *du, const int *ids, int n,
+                              const double *eff, const double *ptk, const double *efa, vrec_head *H, vrec_pair *pairs)
+{
+    lrgd_effect *e = c->e;
+    int *tok = c->tok;
+    for (int k = 0; k < n; k++)
+        pairs[k] = (vrec_pair){du[k], lrgd_store_len(c->st, ids[k]), eff[k], ptk[k], efa[k], NAN};
+    H->n_pairs = n;
+    for (int k = 0; k < n && c->o->truth; k++) {
+        int k0 = e->n_instr, len = lrgd_store_len(c->st, ids[k]);
+        if (k0 + len + nq > e->c.seq_len)
+            return lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context", u,
+                             du[k]);
+        memcpy(tok, e->instr, (size_t)k0 * sizeof *tok);
+        memcpy(tok + k0, lrgd_store_tokens(c->st, ids[k]), (size_t)len * sizeof *tok);
+        memcpy(tok + k0 + len, c->qt, (size_t)nq * sizeof *tok);
+        double lp, t0 = lrgd_now();
+        LRGD_TRY(lrgd_effect_logp(e, tok, k0 + len + nq, y, &lp));
+        H->t_truth += lrgd_now() - t0;
+        H->n_truth++;
+        pairs[k].dlogp = lp - H->logp0;
+    }
+    return LRGD_OK;
+}
+
+/* The all-rows form of user u against entries ids[0..n) into c->efa (its own
+ * probe, not part of the timings). matrix: through lrgd_effect_score_matrix. */
+static lrgd_status all_rows(vctx *c, int nq, int32_t y, const int *ids, int n, int matrix)
+{
+    lrgd_probe *p = NULL;
+    lrgd_status s_ = lrgd_probe_run_ex(c->e, NULL, NULL, 0, c->qt, nq, y, LRGD_PROBE_ALL_ROWS, &p);
+    if (s_ == LRGD_OK)
+        s_ = matrix ? lrgd_effect_score_matrix(c->st, (const lrgd_probe *const *)&p, 1, ids, n, c->efa, NULL)
+                    : lrgd_effect_score(c->st, p, ids, n, c->efa, NULL);
+    lrgd_probe_free(p);
+    return s_;
+}
 
 static lrgd_status job_validity(void *vc, int64_t begin, int64_t end, void *vrec)
 {
     vctx *c = vc;
     const lrgd_validity_opts *o = c->o;
     lrgd_effect *e = c->e;
-    int P = o->pool, *qt = c->qt, *ids = c->ids, *tok = c->tok;
+    int P = o->pool, *ids = c->ids, *tok = c->tok;
     int32_t *cu = c->cu;
     lrgd_status s_ = LRGD_OK;
     lrgd_progress pg;
@@ -185,9 +247,8 @@ static lrgd_status job_validity(void *vc, int64_t begin, int64_t end, void *vrec
         int u = c->users[ui];
         const int32_t *h;
         int nh, nq = 0, nc = 0;
-        lrgd_split_history(c->sp, LRGD_STEP_VALID, u, &h, &nh);
-        int32_t y = lrgd_split_target(c->sp, LRGD_STEP_VALID, u);
-        if ((s_ = lrgd_effect_query_tokens(e, h, nh, o->max_hist, qt, &nq)) != LRGD_OK) break;
+        int32_t y;
+        if ((s_ = user_query(c, u, &nq, &y, &h, &nh)) != LRGD_OK) break;
         if ((s_ = lrgd_demo_index_similar(c->ix, h, nh, u, P, cu, NULL, &nc)) != LRGD_OK) break;
         /* encode the candidates not seen yet: once for every user (of this process) */
         double t0 = lrgd_now();
@@ -204,7 +265,7 @@ static lrgd_status job_validity(void *vc, int64_t begin, int64_t end, void *vrec
         /* one probe per user */
         t0 = lrgd_now();
         lrgd_probe *p = NULL;
-        s_ = lrgd_probe_run(e, NULL, NULL, 0, qt, nq, y, &p);
+        s_ = lrgd_probe_run(e, NULL, NULL, 0, c->qt, nq, y, &p);
         H.t_probe = lrgd_now() - t0;
         if (s_ != LRGD_OK) break;
         H.logp0 = lrgd_probe_logp(p);
@@ -213,37 +274,141 @@ static lrgd_status job_validity(void *vc, int64_t begin, int64_t end, void *vrec
         s_ = lrgd_effect_score(c->st, p, ids, nc, c->eff, c->ptk);
         H.t_score = lrgd_now() - t0;
         lrgd_probe_free(p);
+        if (s_ == LRGD_OK) s_ = all_rows(c, nq, y, ids, nc, 0);
+        if (s_ == LRGD_OK) s_ = fill_pairs(c, u, nq, y, cu, ids, nc, c->eff, c->ptk, c->efa, &H, pairs);
         if (s_ != LRGD_OK) break;
-        /* the all-rows form (its own probe; not part of the timing above) */
-        p = NULL;
-        s_ = lrgd_probe_run_ex(e, NULL, NULL, 0, qt, nq, y, LRGD_PROBE_ALL_ROWS, &p);
-        if (s_ == LRGD_OK) s_ = lrgd_effect_score(c->st, p, ids, nc, c->efa, NULL);
-        lrgd_probe_free(p);
-        if (s_ != LRGD_OK) break;
-        for (int k = 0; k < nc && s_ == LRGD_OK; k++) {
-            vrec_pair *pr = &pairs[k];
-            *pr = (vrec_pair){cu[k], lrgd_store_len(c->st, ids[k]), c->eff[k], c->ptk[k], c->efa[k], NAN};
-            H.n_pairs = k + 1;
-            if (!o->truth) continue;
-            /* ground truth: [T | d | Q], T's cache reused */
-            int k0 = e->n_instr, len = lrgd_store_len(c->st, ids[k]);
-            if (k0 + len + nq > e->c.seq_len) {
-                s_ = lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context",
-                               u, cu[k]);
-                break;
-            }
-            memcpy(tok, e->instr, (size_t)k0 * sizeof *tok);
-            memcpy(tok + k0, lrgd_store_tokens(c->st, ids[k]), (size_t)len * sizeof *tok);
-            memcpy(tok + k0 + len, qt, (size_t)nq * sizeof *tok);
-            double lp;
-            t0 = lrgd_now();
-            s_ = lrgd_effect_logp(e, tok, k0 + len + nq, y, &lp);
-            H.t_truth += lrgd_now() - t0;
-            H.n_truth++;
-            pr->dlogp = lp - H.logp0;
-        }
         memcpy(rec, &H, sizeof H);
         lrgd_progress_update(&pg, (double)(ui - begin + 1), NULL);
+    }
+    lrgd_progress_end(&pg, (double)(end - begin), NULL);
+    return s_;
+}
+
+/* ---- the shared pool -------------------------------------------------------- */
+
+#define SP_BLOCK 256             /* users per lrgd_effect_score_matrix call at most */
+#define SP_BYTES ((size_t)64 << 20) /* ... and about this much of their probes */
+
+static size_t probe_bytes(const lrgd_probe *p)
+{
+    size_t rows = (size_t)p->L * (size_t)p->n_rows;
+    return rows * ((size_t)3 * p->H * p->hd * sizeof(float) + (size_t)p->H * (sizeof(float) + sizeof(double))) +
+           (size_t)p->n_rows * p->D * sizeof(float);
+}
+
+/* P users of ix's pool outside users[0..n), drawn by seed, ascending. */
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+static lrgd_status sample_pool(const lrgd_demo_index *ix, int n_ds_users, const int32_t *users, int n, int P,
+                               uint64_t seed, int32_t *out)
+{
+    int NP = lrgd_demo_index_n_pool(ix), N = 0;
+    const int32_t *pool = lrgd_demo_index_pool(ix);
+    char *scored = calloc((size_t)n_ds_users, 1);
+    int32_t *cand = malloc((size_t)(NP ? NP : 1) * sizeof *cand);
+    if (!scored || !cand) {
+        free(scored);
+        free(cand);
+        return lrgd_fail(LRGD_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) scored[users[i]] = 1;
+    for (int i = 0; i < NP; i++)
+        if (!scored[pool[i]]) cand[N++] = pool[i];
+    lrgd_status s_ = LRGD_OK;
+    if (N < P) {
+        s_ = lrgd_fail(LRGD_E_INVALID, "validity: a shared pool of %d demonstrations needs %d training users outside "
+                       "the %d scored users, the split has %d (fewer users or a smaller pool)", P, P, n, N);
+    } else {
+        lrgd_rng r;
+        lrgd_rng_seed(&r, seed, 0x5a3b1f);
+        for (int i = 0; i < P; i++) {
+            int j = i + (int)lrgd_rng_below(&r, (uint32_t)(N - i));
+            int32_t t = cand[i];
+            cand[i] = cand[j];
+            cand[j] = t;
+        }
+        qsort(cand, (size_t)P, sizeof *cand, cmp_i32);
+        memcpy(out, cand, (size_t)P * sizeof *out);
+    }
+    free(scored);
+    free(cand);
+    return s_;
+}
+
+/* Users [begin, end) against the shared pool: its P demonstrations encoded
+ * once per process (the time charged to the first user this process
+ * computes), then blocks of users: one probe each, one matrix call for the
+ * block (its time shared evenly by its users), then per user the all-rows
+ * form and the truth. */
+static lrgd_status job_shared(void *vc, int64_t begin, int64_t end, void *vrec)
+{
+    vctx *c = vc;
+    const lrgd_validity_opts *o = c->o;
+    int P = o->pool;
+    lrgd_status s_ = LRGD_OK;
+    double t_enc = 0;
+    if (!c->pool_ready) {
+        double t0 = lrgd_now();
+        for (int k = 0; k < P && s_ == LRGD_OK; k++) {
+            lrgd_demo d;
+            int nt = 0;
+            s_ = lrgd_demo_index_demo(c->ix, c->pool[k], &d, NULL);
+            if (s_ == LRGD_OK) s_ = lrgd_effect_demo_tokens(c->e, &d, o->demo_hist, c->tok, &nt);
+            if (s_ == LRGD_OK) s_ = lrgd_store_add(c->st, c->tok, nt, NULL, &c->ids[k]);
+        }
+        if (s_ != LRGD_OK) return s_;
+        t_enc = lrgd_now() - t0;
+        c->pool_ready = 1;
+    }
+    lrgd_progress pg;
+    lrgd_progress_begin(&pg, "effect", "users", (double)(end - begin));
+    for (int64_t b0 = begin; b0 < end && s_ == LRGD_OK;) {
+        int nb = 0, nq;
+        int32_t y;
+        size_t bytes = 0;
+        while (b0 + nb < end && nb < c->block && bytes < SP_BYTES) {
+            vrec_head *H = &c->hd[nb];
+            memset(H, 0, sizeof *H);
+            if ((s_ = user_query(c, c->users[b0 + nb], &nq, &y, NULL, NULL)) != LRGD_OK) break;
+            double t0 = lrgd_now();
+            s_ = lrgd_probe_run(c->e, NULL, NULL, 0, c->qt, nq, y, &c->pr[nb]);
+            H->t_probe = lrgd_now() - t0;
+            if (s_ != LRGD_OK) break;
+            H->logp0 = lrgd_probe_logp(c->pr[nb]);
+            bytes += probe_bytes(c->pr[nb]);
+            nb++;
+        }
+        double ts = 0;
+        if (s_ == LRGD_OK) {
+            double t0 = lrgd_now();
+            s_ = lrgd_effect_score_matrix(c->st, (const lrgd_probe *const *)c->pr, nb, c->ids, P, c->meff, c->mptk);
+            ts = lrgd_now() - t0;
+        }
+        for (int j = 0; j < nb; j++) {
+            lrgd_probe_free(c->pr[j]);
+            c->pr[j] = NULL;
+        }
+        for (int j = 0; j < nb && s_ == LRGD_OK; j++) {
+            int64_t ui = b0 + j;
+            int u = c->users[ui];
+            unsigned char *rec = (unsigned char *)vrec + (size_t)(ui - begin) * vrec_size(P);
+            vrec_head H = c->hd[j];
+            memset(rec, 0, vrec_size(P));
+            H.t_score = ts / nb;
+            if (ui == begin) H.t_encode = t_enc;
+            s_ = user_query(c, u, &nq, &y, NULL, NULL);
+            if (s_ == LRGD_OK) s_ = all_rows(c, nq, y, c->ids, P, 1);
+            if (s_ == LRGD_OK)
+                s_ = fill_pairs(c, u, nq, y, c->pool, c->ids, P, c->meff + (size_t)j * P, c->mptk + (size_t)j * P,
+                                c->efa, &H, (vrec_pair *)(rec + sizeof H));
+            if (s_ != LRGD_OK) break;
+            memcpy(rec, &H, sizeof H);
+            lrgd_progress_update(&pg, (double)(ui - begin + 1), NULL);
+        }
+        b0 += nb;
     }
     lrgd_progress_end(&pg, (double)(end - begin), NULL);
     return s_;
@@ -299,11 +464,23 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
         s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
     if (s_ == LRGD_OK)
         for (int i = 0; i < nu; i++) c.sid[i] = -1;
+    if (s_ == LRGD_OK && o->shared_pool) {
+        c.block = (1 << 22) / P; /* the block's scores: at most 4M pairs */
+        c.block = c.block < 1 ? 1 : c.block > SP_BLOCK ? SP_BLOCK : c.block;
+        c.pool = malloc((size_t)P * sizeof *c.pool);
+        c.pr = calloc((size_t)c.block, sizeof *c.pr);
+        c.hd = malloc((size_t)c.block * sizeof *c.hd);
+        c.meff = malloc((size_t)c.block * P * sizeof *c.meff);
+        c.mptk = malloc((size_t)c.block * P * sizeof *c.mptk);
+        if (!c.pool || !c.pr || !c.hd || !c.meff || !c.mptk) s_ = lrgd_fail(LRGD_E_NOMEM, "out of memory");
+        if (s_ == LRGD_OK) s_ = sample_pool(c.ix, nu, V->users, NU, P, o->seed, c.pool);
+    }
     if (s_ == LRGD_OK) {
+        lrgd_user_job job = o->shared_pool ? job_shared : job_validity;
         if (o->map && o->map->run)
-            s_ = o->map->run(o->map->self, "effect", 0, NU, vrec_size(P), job_validity, &c, recs);
+            s_ = o->map->run(o->map->self, "effect", 0, NU, vrec_size(P), job, &c, recs);
         else
-            s_ = job_validity(&c, 0, NU, recs);
+            s_ = job(&c, 0, NU, recs);
     }
     /* every user's pairs in user order; n_encoded counts the distinct
      * candidates (each is encoded once per process) */
@@ -356,6 +533,11 @@ lrgd_status lrgd_effect_validity(const lrgd_model *m, const lrgd_split *sp, cons
     free(c.efa);
     free(c.tok);
     free(c.qt);
+    free(c.pool);
+    free(c.pr);
+    free(c.hd);
+    free(c.meff);
+    free(c.mptk);
     free(recs);
     if (s_ != LRGD_OK) {
         lrgd_validity_free(V);
