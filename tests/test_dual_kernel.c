@@ -11,6 +11,7 @@
 
 static int run(lrgd_kernel_kind kind, double qk_scale, int assert_slope)
 {
+    const int nseed = t_size(NSEED, 1); /* valgrind: one seed, no statistics */
     lrgd_config cfg = {.dim = 64, .hidden_dim = 128, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
                        .vocab_size = 5 + 80, .seq_len = 128, .norm_eps = 1e-5f, .rope_base = 10000.0f,
                        .rope_type = LRGD_ROPE_NEOX, .attn = LRGD_ATTN_SOFTMAX, .tied = 1};
@@ -41,7 +42,7 @@ static int run(lrgd_kernel_kind kind, double qk_scale, int assert_slope)
     double rs[NR], err[NR] = {0}, lerr[NR] = {0}, lay[3][NR] = {{0}};
     for (int i = 0; i < NR; i++) o.features[i] = 16 << i, rs[i] = 16 << i;
     int cnt = 0;
-    for (int s = 0; s < NSEED; s++) {
+    for (int s = 0; s < nseed; s++) {
         o.seed = 1000 + s;
         lrgd_dual *d = NULL;
         CHECK_OK(lrgd_dual_run(m, p, &o, &d));
@@ -52,7 +53,7 @@ static int run(lrgd_kernel_kind kind, double qk_scale, int assert_slope)
                 CHECK(H->e2 <= 1e-5);
                 for (int i = 0; i < NR; i++) {
                     err[i] += H->e3[i];
-                    lay[l][i] += H->e3[i] / (NSEED * cfg.n_heads);
+                    lay[l][i] += H->e3[i] / (nseed * cfg.n_heads);
                     lerr[i] += fabs(H->lambda_phi[i] - H->lambda);
                 }
                 if (s == 0) cnt++;
@@ -68,21 +69,21 @@ static int run(lrgd_kernel_kind kind, double qk_scale, int assert_slope)
         }
         lrgd_dual_free(d);
     }
-    for (int i = 0; i < NR; i++) err[i] /= cnt * NSEED, lerr[i] /= cnt * NSEED;
+    for (int i = 0; i < NR; i++) err[i] /= cnt * nseed, lerr[i] /= cnt * nseed;
     double slope = lrgd_loglog_slope(rs, err, NR);
     printf("E3 kernel dual (%s features, q/k scale %.2f), mean relative error over %d heads x %d seeds:\n",
-           kind == LRGD_KERNEL_OPRF ? "optimal positive" : "positive", qk_scale, cnt, NSEED);
+           kind == LRGD_KERNEL_OPRF ? "optimal positive" : "positive", qk_scale, cnt, nseed);
     for (int i = 0; i < NR; i++)
         printf("  r = %5d  error %.4g  (layers %.3g %.3g %.3g)  |lambda_phi - lambda| %.3g\n", o.features[i], err[i],
                lay[0][i], lay[1][i], lay[2][i], lerr[i]);
     printf("E3 fitted log-log slope: %.3f (1/sqrt(r) is -0.5)\n", slope);
     for (int l = 0; l < cfg.n_layers; l++) printf("  layer %d slope %.3f\n", l, lrgd_loglog_slope(rs, lay[l], NR));
-    if (assert_slope) {
+    if (assert_slope && t_full()) {
         CHECK_MSG(slope >= -0.65 && slope <= -0.35, "slope %.3f outside [-0.65, -0.35]", slope);
         CHECK_MSG(err[NR - 1] < err[0] / 8, "r = 4096 should be ~16x better than r = 16: %g vs %g", err[NR - 1], err[0]);
         CHECK_MSG(lerr[NR - 1] < lerr[0] / 4, "lambda_phi must converge: %g vs %g", lerr[NR - 1], lerr[0]);
     }
-    CHECK_MSG(err[NR - 1] < err[0] && err[NR - 1] < err[NR / 2], "the error must fall with r");
+    if (t_full()) CHECK_MSG(err[NR - 1] < err[0] && err[NR - 1] < err[NR / 2], "the error must fall with r");
     lrgd_prompt_free(p);
     lrgd_model_free(m);
     return 0;
@@ -93,7 +94,9 @@ int main(void)
     lrgd_set_threads(2);
     run(LRGD_KERNEL_PRF, 0.5, 1);
     run(LRGD_KERNEL_OPRF, 0.5, 1);
-    run(LRGD_KERNEL_PRF, 1.0, 0);
-    run(LRGD_KERNEL_OPRF, 1.0, 0);
+    if (t_full()) {
+        run(LRGD_KERNEL_PRF, 1.0, 0);
+        run(LRGD_KERNEL_OPRF, 1.0, 0);
+    }
     return t_finish("test_dual_kernel");
 }

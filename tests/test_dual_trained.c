@@ -85,11 +85,12 @@ static void run(lrgd_attn_mode attn, lrgd_rope_type rope, int n_kv)
     lrgd_tmodel *t = NULL;
     CHECK_OK(lrgd_tmodel_new(&cfg, 3, &t));
     if (!t) return;
-    double first = 0, last = train(t, 100, 9, &first);
+    int steps = t_size(100, 20); /* valgrind: a short training, the same code */
+    double first = 0, last = train(t, steps, 9, &first);
     const char *name = attn == LRGD_ATTN_LINEAR ? "linear" : "softmax";
-    printf("trained %s rope=%s kv=%d/4: loss %.3f -> %.3f (mean of the last 10) over 100 steps\n", name, rope ? "neox" : "norm", n_kv, first,
-           last);
-    CHECK_MSG(last < first - 0.25, "training must lower the loss: %.3f -> %.3f", first, last);
+    printf("trained %s rope=%s kv=%d/4: loss %.3f -> %.3f (mean of the last 10) over %d steps\n", name, rope ? "neox" : "norm", n_kv, first,
+           last, steps);
+    if (t_full()) CHECK_MSG(last < first - 0.25, "training must lower the loss: %.3f -> %.3f", first, last);
 
     const lrgd_model *m = lrgd_tmodel_model(t);
     lrgd_prompt_vocab v;

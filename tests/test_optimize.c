@@ -227,7 +227,7 @@ int main(void)
     CHECK_OK(lrgd_popdist_new(w.sp, LRGD_STEP_VALID, &pop));
 
     qcase cs[24];
-    int nc = make_cases(&w, cs, 24);
+    int nc = make_cases(&w, cs, t_size(24, 12)); /* valgrind: fewer cases, the same code */
     CHECK_MSG(nc >= 10, "only %d planted query cases", nc);
 
     /* the planting works for this model: ground truth, planted vs distractors */

@@ -473,8 +473,8 @@ int main(void)
     }
     lrgd_dataset *ds = make_dataset(&titles);
     tf_vocab bpe, spm;
-    tf_bpe_vocab(&titles, 1200, "gpt-2", 0, &bpe);
-    tf_spm_vocab(&titles, 1200, -1, &spm);
+    tf_bpe_vocab(&titles, t_size(1200, 400), "gpt-2", 0, &bpe); /* valgrind: smaller vocabularies */
+    tf_spm_vocab(&titles, t_size(1200, 400), -1, &spm);
     lrgd_config c = tf_small_config();
     char bpe_path[128], spm_path[128];
     snprintf(bpe_path, sizeof bpe_path, "%s/bpe.gguf", g_dir);
