@@ -492,7 +492,7 @@ static void test_learns(const lrgd_split *sp, lrgd_attn_mode mode)
     o.attn = mode;
     o.dim = 32;
     o.hidden_dim = 64;
-    o.epochs = 12;
+    o.epochs = t_size(12, 2); /* valgrind: the same code, not the quality */
     o.dropout = 0.0;
     o.adamw.lr = 1e-2;
     CHECK_OK(lrgd_train(sp, &o, &r));
@@ -533,8 +533,10 @@ static void test_learns(const lrgd_split *sp, lrgd_attn_mode mode)
     }
     printf("%s: best validation NDCG@10 %.4f; test NDCG@10 zero-shot %.4f, random %.4f, similar %.4f; Pop %.4f\n",
            mode == LRGD_ATTN_LINEAR ? "linear" : "softmax", best, nd[0], nd[1], nd[2], ndcg_pop);
-    CHECK(nd[0] > 0.6);
-    CHECK(nd[0] > 3 * ndcg_pop);
+    if (t_full()) {
+        CHECK(nd[0] > 0.6);
+        CHECK(nd[0] > 3 * ndcg_pop);
+    }
     remove_run(out);
 }
 
