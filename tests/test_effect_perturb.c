@@ -11,6 +11,7 @@
  *    adapted and frozen choices coincide. */
 #include "lrgd/effect.h"
 #include "core/core.h"
+#include "model_fixtures.h"
 #include "test.h"
 
 #include <math.h>
@@ -105,35 +106,6 @@ static void check_perturb(const lrgd_split *sp, int n_items)
         free(nz);
     }
     lrgd_popdist_free(pop);
-}
-
-static lrgd_tmodel *random_model(const lrgd_dataset *ds, lrgd_attn_mode mode)
-{
-    int NI = lrgd_dataset_n_items(ds);
-    lrgd_config c = {0};
-    c.dim = 16;
-    c.hidden_dim = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.n_kv_heads = 1;
-    c.head_dim = 8;
-    c.vocab_size = LRGD_N_SPECIAL + NI;
-    c.seq_len = 128;
-    c.norm_eps = 1e-5f;
-    c.rope_base = 10000.0f;
-    c.rope_type = LRGD_ROPE_NORM;
-    c.attn = mode;
-    c.tied = 1;
-    lrgd_tmodel *t = NULL;
-    if (lrgd_tmodel_new(&c, 3, &t) != LRGD_OK) return NULL;
-    int64_t *ext = malloc(sizeof(int64_t) * (size_t)NI);
-    for (int i = 0; i < NI; i++) ext[i] = lrgd_dataset_item_ext(ds, i);
-    lrgd_tmodel_set_item_ids(t, ext);
-    free(ext);
-    /* weights large enough that prompts matter */
-    float *p = lrgd_tmodel_params(t);
-    for (size_t i = 0; i < lrgd_tmodel_n_params(t); i++) p[i] *= 20.0f;
-    return t;
 }
 
 static void check_selection_scorer(const lrgd_split *sp, lrgd_tmodel *t)
@@ -321,7 +293,7 @@ int main(void)
     CHECK_OK(lrgd_split_loo(ds, &sp));
     if (!sp) return t_finish("test_effect_perturb");
     check_perturb(sp, lrgd_dataset_n_items(ds));
-    lrgd_tmodel *t = random_model(ds, LRGD_ATTN_SOFTMAX);
+    lrgd_tmodel *t = mf_random_model(ds, LRGD_ATTN_SOFTMAX);
     CHECK(t != NULL);
     if (t) {
         CHECK_OK(lrgd_model_check_items(lrgd_tmodel_model(t), ds));

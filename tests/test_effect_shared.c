@@ -11,38 +11,11 @@
 #include "core/core.h"
 #include "lrgd/effect.h"
 #include "lrgd/train.h"
+#include "model_fixtures.h"
 #include "test.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static lrgd_tmodel *random_model(const lrgd_dataset *ds)
-{
-    int NI = lrgd_dataset_n_items(ds);
-    lrgd_config c = {0};
-    c.dim = 16;
-    c.hidden_dim = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.n_kv_heads = 1;
-    c.head_dim = 8;
-    c.vocab_size = LRGD_N_SPECIAL + NI;
-    c.seq_len = 128;
-    c.norm_eps = 1e-5f;
-    c.rope_base = 10000.0f;
-    c.rope_type = LRGD_ROPE_NORM;
-    c.attn = LRGD_ATTN_SOFTMAX;
-    c.tied = 1;
-    lrgd_tmodel *t = NULL;
-    if (lrgd_tmodel_new(&c, 3, &t) != LRGD_OK) return NULL;
-    int64_t *ext = malloc(sizeof(int64_t) * (size_t)NI);
-    for (int i = 0; i < NI; i++) ext[i] = lrgd_dataset_item_ext(ds, i);
-    lrgd_tmodel_set_item_ids(t, ext);
-    free(ext);
-    float *p = lrgd_tmodel_params(t); /* weights large enough that prompts matter */
-    for (size_t i = 0; i < lrgd_tmodel_n_params(t); i++) p[i] *= 20.0f;
-    return t;
-}
 
 /* shards of `shard` users, last shard first, each into its own buffer */
 static lrgd_status shard_run(void *self, const char *phase, uint64_t hash, int64_t n, size_t rec_size, lrgd_user_job job,
@@ -244,7 +217,7 @@ int main(void)
     const lrgd_dataset *ds = lrgd_synth_dataset(sy);
     lrgd_split *sp = NULL;
     CHECK_OK(lrgd_split_loo(ds, &sp));
-    lrgd_tmodel *t = sp ? random_model(ds) : NULL;
+    lrgd_tmodel *t = sp ? mf_random_model(ds, LRGD_ATTN_SOFTMAX) : NULL;
     CHECK(t != NULL);
     if (t) check_shared(sp, t);
     lrgd_tmodel_free(t);

@@ -26,6 +26,7 @@
  *    and rolled back: every demonstration reads as after stage 1. */
 #include "lrgd/effect.h"
 #include "core/core.h"
+#include "model_fixtures.h"
 #include "test.h"
 
 #include <math.h>
@@ -78,10 +79,7 @@ static lrgd_tmodel *train_model(const world *w, int steps, double *final_loss)
     c.tied = 1;
     lrgd_tmodel *t = NULL;
     if (lrgd_tmodel_new(&c, 1, &t) != LRGD_OK) return NULL;
-    int64_t *ext = malloc(sizeof(int64_t) * (size_t)w->NI);
-    for (int i = 0; i < w->NI; i++) ext[i] = lrgd_dataset_item_ext(w->ds, i);
-    lrgd_tmodel_set_item_ids(t, ext);
-    free(ext);
+    mf_set_item_ids(t, w->ds);
     lrgd_adamw_opts ao;
     lrgd_adamw_opts_init(&ao);
     ao.lr = 3e-3;
