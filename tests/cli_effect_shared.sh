@@ -16,12 +16,9 @@ pass=0
 ok() { pass=$((pass + 1)); }
 bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
 
-# 300 users walking item cycles with stride 1 or 2 (Amazon format, ids from 1)
-awk 'BEGIN { srand(11); for (u = 1; u <= 300; u++) { n = 6 + int(rand() * 8); s = int(rand() * 50); d = 1 + u % 2;
-       line = u; for (i = 0; i < n; i++) line = line " " (1 + (s + d * i) % 50); print line } }' > "$T/syn.txt"
-"$BIN" train --data "$T/syn.txt" --epochs 6 --batch 16 --dim 16 --hidden 32 --heads 2 --kv-heads 1 --seq 96 \
-    --max-hist 12 --demo-hist 8 --demos 2 --lr 0.01 --warmup 10 --threads 1 --quiet --out "$T/m.gguf" \
-    || { echo "FAIL: training the test model" >&2; exit 1; }
+# the planted data ($T/syn.txt) and its trained model ($T/m.gguf)
+. "$(dirname "$0")/effect_planted.sh"
+planted_effect_model "$T"
 
 U=20 P=40
 run() { "$BIN" effect --model "$T/m.gguf" --data "$T/syn.txt" --users $U --seed 7 "$@"; }
