@@ -39,6 +39,31 @@ static double cpu(void)
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+/* opens OUT atomically and writes the fields both modes begin with; the
+ * caller adds its own and calls json_close */
+static lrgd_status json_open(lrgd_afile *af, lrgd_json *j, const char *out, const char *bench, const char *data,
+                             const char *model, long long users, long long pool, long long pairs)
+{
+    lrgd_status s_ = lrgd_afile_open(af, out);
+    if (s_ != LRGD_OK) return s_;
+    lrgd_json_init(j, af->f, 1);
+    lrgd_json_obj_begin(j);
+    lrgd_json_kstr(j, "bench", bench);
+    lrgd_json_kstr(j, "data", data);
+    lrgd_json_kstr(j, "model", model);
+    lrgd_json_kint(j, "users", users);
+    lrgd_json_kint(j, "pool", pool);
+    lrgd_json_kint(j, "pairs", pairs);
+    return LRGD_OK;
+}
+
+static lrgd_status json_close(lrgd_afile *af, lrgd_json *j)
+{
+    lrgd_json_obj_end(j);
+    fputc('\n', af->f);
+    return lrgd_afile_commit(af);
+}
+
 static int run_matrix(const char *model, const char *data, int U, int D, int reps, const char *out)
 {
     lrgd_model *m = NULL;
@@ -64,17 +89,9 @@ static int run_matrix(const char *model, const char *data, int U, int D, int rep
     }
     if (s_ == LRGD_OK && out) {
         lrgd_afile af;
-        s_ = lrgd_afile_open(&af, out);
+        lrgd_json j;
+        s_ = json_open(&af, &j, out, "effect_matrix", data, model, r.users, r.pool, r.pairs);
         if (s_ == LRGD_OK) {
-            lrgd_json j;
-            lrgd_json_init(&j, af.f, 1);
-            lrgd_json_obj_begin(&j);
-            lrgd_json_kstr(&j, "bench", "effect_matrix");
-            lrgd_json_kstr(&j, "data", data);
-            lrgd_json_kstr(&j, "model", model);
-            lrgd_json_kint(&j, "users", r.users);
-            lrgd_json_kint(&j, "pool", r.pool);
-            lrgd_json_kint(&j, "pairs", r.pairs);
             lrgd_json_kint(&j, "truth_pairs", r.truth_pairs);
             lrgd_json_kint(&j, "reps", r.reps);
             lrgd_json_knum(&j, "tokens_per_demo", r.tokens_per_demo);
@@ -84,9 +101,7 @@ static int run_matrix(const char *model, const char *data, int U, int D, int rep
             lrgd_json_knum(&j, "ratio_truth_over_matrix", r.us_truth_per_pair / r.us_matrix_per_pair);
             lrgd_json_knum(&j, "ratio_truth_over_per_user", r.us_truth_per_pair / r.us_score_per_pair);
             lrgd_json_knum(&j, "max_rel_diff_matrix_vs_per_user", r.max_rel_diff);
-            lrgd_json_obj_end(&j);
-            fputc('\n', af.f);
-            s_ = lrgd_afile_commit(&af);
+            s_ = json_close(&af, &j);
         }
         if (s_ == LRGD_OK) printf("  wrote %s\n", out);
     }
@@ -240,17 +255,9 @@ int main(int argc, char **argv)
     printf("  truth / scoring: %.0fx cold, %.0fx warm\n", us_truth / us_cold, us_truth / us_warm);
     if (out) {
         lrgd_afile af;
-        s_ = lrgd_afile_open(&af, out);
+        lrgd_json j;
+        s_ = json_open(&af, &j, out, "effect", data, model, NU, P, npairs);
         if (s_ == LRGD_OK) {
-            lrgd_json j;
-            lrgd_json_init(&j, af.f, 1);
-            lrgd_json_obj_begin(&j);
-            lrgd_json_kstr(&j, "bench", "effect");
-            lrgd_json_kstr(&j, "data", data);
-            lrgd_json_kstr(&j, "model", model);
-            lrgd_json_kint(&j, "users", NU);
-            lrgd_json_kint(&j, "pool", P);
-            lrgd_json_kint(&j, "pairs", npairs);
             lrgd_json_kint(&j, "reps", reps);
             lrgd_json_knum(&j, "us_per_pair_scoring_cold", us_cold);
             lrgd_json_knum(&j, "us_per_pair_scoring_warm", us_warm);
@@ -258,9 +265,7 @@ int main(int argc, char **argv)
             lrgd_json_knum(&j, "us_per_pair_truth_forward", us_truth);
             lrgd_json_knum(&j, "ratio_truth_over_cold", us_truth / us_cold);
             lrgd_json_knum(&j, "ratio_truth_over_warm", us_truth / us_warm);
-            lrgd_json_obj_end(&j);
-            fputc('\n', af.f);
-            s_ = lrgd_afile_commit(&af);
+            s_ = json_close(&af, &j);
         }
         if (s_ != LRGD_OK) {
             fprintf(stderr, "bench_effect: %s\n", lrgd_last_error());
