@@ -1,14 +1,27 @@
 /* Tiny random recommendation models for the unit tests: a 2-layer
  * transformer over a dataset's items (vocabulary LRGD_N_SPECIAL + items,
  * item ids set from the dataset), with weights scaled up so that prompts
- * matter. Header-only; static inline functions. */
+ * matter, and a small planted dataset to go with it. Header-only; static
+ * inline functions. */
 #ifndef LRGD_MODEL_FIXTURES_H
 #define LRGD_MODEL_FIXTURES_H
 
 #include "core/core.h"
+#include "lrgd/effect.h"
 #include "lrgd/train.h"
 
 #include <stdlib.h>
+
+/* the planted synthetic world: 2 item groups, 20 users per cluster, the
+ * other options at their defaults */
+static inline lrgd_status mf_small_synth(lrgd_synth **out)
+{
+    lrgd_synth_opts so;
+    lrgd_synth_opts_init(&so);
+    so.n_groups = 2;
+    so.users_per_cluster = 20;
+    return lrgd_synth_new(&so, out);
+}
 
 /* lrgd_tmodel_set_item_ids with the dataset's external item ids */
 static inline void mf_set_item_ids(lrgd_tmodel *t, const lrgd_dataset *ds)

@@ -269,12 +269,8 @@ static void check_validity_and_replay(const lrgd_dataset *ds, const lrgd_split *
 
 int main(void)
 {
-    lrgd_synth_opts so;
-    lrgd_synth_opts_init(&so);
-    so.n_groups = 2;
-    so.users_per_cluster = 20;
     lrgd_synth *sy = NULL;
-    CHECK_OK(lrgd_synth_new(&so, &sy));
+    CHECK_OK(mf_small_synth(&sy));
     if (!sy) return t_finish("test_effect_perturb");
     const lrgd_dataset *ds = lrgd_synth_dataset(sy);
     CHECK(lrgd_dataset_n_users(ds) == 80 && lrgd_dataset_n_items(ds) == 32);

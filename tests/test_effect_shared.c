@@ -207,12 +207,8 @@ out:
 
 int main(void)
 {
-    lrgd_synth_opts so;
-    lrgd_synth_opts_init(&so);
-    so.n_groups = 2;
-    so.users_per_cluster = 20;
     lrgd_synth *sy = NULL;
-    CHECK_OK(lrgd_synth_new(&so, &sy));
+    CHECK_OK(mf_small_synth(&sy));
     if (!sy) return t_finish("test_effect_shared");
     const lrgd_dataset *ds = lrgd_synth_dataset(sy);
     lrgd_split *sp = NULL;
