@@ -192,6 +192,15 @@ cmp -s "$T/e1/effect_pairs.csv" "$T/e2/effect_pairs.csv" || fail "effect: the pa
 [ "$(wc -l <"$T/e1/effect_pairs.csv")" -gt 100 ] || fail "effect: $(wc -l <"$T/e1/effect_pairs.csv") pair lines"
 grep -q '"ranks": 2' "$T/e2/effect.json" || fail "effect: JSON does not say 2 ranks"
 
+# The same with one shared pool (the matrix scorer): every rank encodes the pool.
+EA=(--users 30 --pool 12 --shared-pool --truth --max-hist 12 --demo-hist 8)
+"$BIN" effect "${MP[@]}" "${EA[@]}" --out "$T/s1" >/dev/null 2>"$T/err" || fail "effect --shared-pool single: $(cat "$T/err")"
+"${MPIRUN[@]}" -np 2 "$MBIN" effect "${MP[@]}" "${EA[@]}" --out "$T/s2" >/dev/null 2>"$T/err" ||
+    fail "effect --shared-pool mpirun -np 2: $(cat "$T/err")"
+jsame "effect --shared-pool" "$T/s1/effect.json" "$T/s2/effect.json" 20
+cmp -s "$T/s1/effect_pairs.csv" "$T/s2/effect_pairs.csv" || fail "effect --shared-pool: the pairs CSV differs"
+[ "$(wc -l <"$T/s1/effect_pairs.csv")" -eq 361 ] || fail "effect --shared-pool: $(wc -l <"$T/s1/effect_pairs.csv") lines, not 1 + 30 x 12"
+
 # The two-stage optimizer: Stage 1, three Stage 2 rounds with the guard, the
 # test ranks. The single run takes the sequential path; the sharded one
 # speculates each round and must recompute some users in the merge.
