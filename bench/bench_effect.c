@@ -117,10 +117,7 @@ static int run_matrix(const char *model, const char *data, int U, int D, int rep
 
 int main(int argc, char **argv)
 {
-    if (!getenv("OMP_WAIT_POLICY")) { /* the lrgd tool's waiting policy (tools/lrgd.c) */
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    lrgd_wait_policy_exec(argv); /* the lrgd tool's waiting policy */
     const char *data = NULL, *model = NULL, *out = NULL;
     int NU = -1, P = -1, reps = 5, matrix = 0;
     for (int i = 1; i < argc; i++) {

@@ -73,11 +73,7 @@ static lrgd_status build_prompts(tm_ep *e, const lrgd_demo_index *ix, const lrgd
 
 int main(int argc, char **argv)
 {
-    /* the lrgd tool's waiting policy (tools/lrgd.c), unless the caller set one */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    lrgd_wait_policy_exec(argv); /* the lrgd tool's waiting policy */
     const char *data = NULL, *out = NULL, *model = NULL;
     int n_users = 0, n_engine = 1000, k = 3, threads = 0, reps = 2;
     for (int i = 1; i < argc; i++) {

@@ -408,11 +408,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    /* the lrgd tool's waiting policy (tools/lrgd.c), unless the caller set one */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    lrgd_wait_policy_exec(argv); /* the lrgd tool's waiting policy */
     int quick = 0, reps = -1, tg = -1;
     const char *out = NULL, *model_path = NULL, *types = "f32,q8_0", *threads = "1,2";
     char def[4096], tmpdir[] = "/tmp/lrgd-bench-XXXXXX";

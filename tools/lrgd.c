@@ -1,6 +1,7 @@
 /* lrgd <command> [options]: git-style dispatcher. */
 #include "cli.h"
 #include "commands.h"
+#include "core/core.h"
 #include "core/dist.h"
 
 #include <stdlib.h>
@@ -76,24 +77,9 @@ static int dispatch(int argc, char **argv)
     return c->run(argc - 1, argv + 1);
 }
 
-/* libgomp's default active waiting spins threads at every barrier. When a
- * teammate is descheduled (a loaded machine, or ctest running tests side by
- * side) the spinners starve it: `lrgd eval --threads 2` on Sports took 18.5 s
- * instead of 0.5 s. The policy is read once at library load, so the only way
- * to change it for this process is to restart it once with passive waiting,
- * unless the caller chose a policy. Done before MPI starts. */
-static void passive_wait(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || getenv("LRGD_NO_REEXEC")) return;
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    setenv("LRGD_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the default policy */
-}
-
 int main(int argc, char **argv)
 {
-    passive_wait(argv);
+    lrgd_wait_policy_exec(argv); /* before MPI starts */
     if (lrgd_dist_init(&argc, &argv) != LRGD_OK) {
         fprintf(stderr, "lrgd: %s\n", lrgd_last_error());
         return CLI_RUNTIME;

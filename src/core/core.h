@@ -195,4 +195,10 @@ void lrgd_matmul(float *y, const float *x, const lrgd_weight *w, int n, int accu
 void lrgd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Restart this process once (execv of /proc/self/exe) with lrgd's OpenMP
+ * waiting policy unless the caller chose a policy (threads.c says why);
+ * returns when no restart is needed or the exec failed. For the main() of
+ * the tool and of the benchmarks. */
+void lrgd_wait_policy_exec(char **argv);
+
 #endif
