@@ -350,16 +350,20 @@ int main(void)
      * last item is ambiguous without the right demonstrations), so that scrambled demonstrations hurt
      * them whatever the trained model's rounding: users who need no context would not show it. */
     {
-        int32_t users[6], hold[6], pool[24];
+        int32_t users[6], hold[6], pool[36];
         int nu = 0, nh = 0, np2 = 0;
         for (int i = 0; i < nc && nu < 6; i++) users[nu++] = cs[i].u;
         for (int i = nu; i < nc && nh < 6; i++) hold[nh++] = cs[i].u;
-        for (int i = 0; i < nu + nh && np2 < 24; i++)
-            for (int c = 0; c < cs[i].n_cand && np2 < 24; c++) {
-                int dup = 0;
-                for (int j = 0; j < np2; j++) dup |= pool[j] == cs[i].cand[c];
-                if (!dup) pool[np2++] = cs[i].cand[c];
-            }
+        /* every user's planted candidates first (a held-out user without them in the pool would sit
+         * near zero-shot, where scrambling cannot hurt), then each user's first distractor */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < nu + nh; i++)
+                for (int c = pass ? cs[i].n_planted : 0; c < (pass ? cs[i].n_planted + 1 : cs[i].n_planted) &&
+                                                         c < cs[i].n_cand && np2 < 36; c++) {
+                    int dup = 0;
+                    for (int j = 0; j < np2; j++) dup |= pool[j] == cs[i].cand[c];
+                    if (!dup) pool[np2++] = cs[i].cand[c];
+                }
         lrgd_opt_opts o;
         lrgd_opt_opts_init(&o);
         o.k = 2;
