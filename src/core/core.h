@@ -89,6 +89,9 @@ uint64_t lrgd_rng_u64(lrgd_rng *r);
 uint32_t lrgd_rng_below(lrgd_rng *r, uint32_t n); /* uniform in [0, n), unbiased */
 double lrgd_rng_uniform(lrgd_rng *r);            /* [0, 1) */
 double lrgd_rng_normal(lrgd_rng *r);             /* N(0, 1) */
+/* Partial Fisher-Yates: a[0..k) become a uniform sample without replacement
+ * of a[0..n), in draw order (a[k..n) keeps the rest); 0 <= k <= n. */
+void lrgd_rng_draw_i32(lrgd_rng *r, int32_t *a, int n, int k);
 
 /* ---- time ----------------------------------------------------------------- */
 double lrgd_now(void); /* monotonic seconds */

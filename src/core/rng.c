@@ -56,3 +56,13 @@ double lrgd_rng_normal(lrgd_rng *r)
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+void lrgd_rng_draw_i32(lrgd_rng *r, int32_t *a, int n, int k)
+{
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)lrgd_rng_below(r, (uint32_t)(n - i));
+        int32_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}

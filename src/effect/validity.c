@@ -59,13 +59,8 @@ lrgd_status lrgd_sample_users(const lrgd_split *sp, int n, uint64_t seed, int32_
     memcpy(all, lrgd_split_users(sp), (size_t)N * sizeof *all);
     lrgd_rng r;
     lrgd_rng_seed(&r, seed, 0x5a3b1e);
-    for (int i = 0; i < n; i++) {
-        int j = i + (int)lrgd_rng_below(&r, (uint32_t)(N - i));
-        int32_t t = all[i];
-        all[i] = all[j];
-        all[j] = t;
-        out[i] = all[i];
-    }
+    lrgd_rng_draw_i32(&r, all, N, n);
+    memcpy(out, all, (size_t)n * sizeof *out);
     free(all);
     return LRGD_OK;
 }
@@ -203,11 +198,8 @@ static lrgd_status fill_pairs(vctx *c, int u, int nq, int32_t y, const int32_t *
         if (k0 + len + nq > e->c.seq_len)
             return lrgd_fail(LRGD_E_INVALID, "validity: prompt of user %d with demonstration %d exceeds the context", u,
                              du[k]);
-        memcpy(tok, e->instr, (size_t)k0 * sizeof *tok);
-        memcpy(tok + k0, lrgd_store_tokens(c->st, ids[k]), (size_t)len * sizeof *tok);
-        memcpy(tok + k0 + len, c->qt, (size_t)nq * sizeof *tok);
         double lp, t0 = lrgd_now();
-        LRGD_TRY(lrgd_effect_logp(e, tok, k0 + len + nq, y, &lp));
+        LRGD_TRY(ef_store_logp(e, c->st, ids[k], c->qt, nq, y, tok, &lp));
         H->t_truth += lrgd_now() - t0;
         H->n_truth++;
         pairs[k].dlogp = lp - H->logp0;
@@ -324,12 +316,7 @@ static lrgd_status sample_pool(const lrgd_demo_index *ix, int n_ds_users, const 
     } else {
         lrgd_rng r;
         lrgd_rng_seed(&r, seed, 0x5a3b1f);
-        for (int i = 0; i < P; i++) {
-            int j = i + (int)lrgd_rng_below(&r, (uint32_t)(N - i));
-            int32_t t = cand[i];
-            cand[i] = cand[j];
-            cand[j] = t;
-        }
+        lrgd_rng_draw_i32(&r, cand, N, P);
         qsort(cand, (size_t)P, sizeof *cand, cmp_i32);
         memcpy(out, cand, (size_t)P * sizeof *out);
     }
