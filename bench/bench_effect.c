@@ -221,12 +221,8 @@ int main(int argc, char **argv)
         t0 = cpu();
         for (int ui = 0; ui < NU && s_ == LRGD_OK; ui += 5)
             for (int c = 0; c < nc[ui] && s_ == LRGD_OK; c++) {
-                int id = ids[(size_t)ui * P + c], len = lrgd_store_len(st, id), k = e->n_instr;
-                memcpy(tok, e->instr, sizeof(int) * (size_t)k);
-                memcpy(tok + k, lrgd_store_tokens(st, id), sizeof(int) * (size_t)len);
-                memcpy(tok + k + len, qtok[ui], sizeof(int) * (size_t)qlen[ui]);
                 double lp;
-                s_ = lrgd_effect_logp(e, tok, k + len + qlen[ui], ys[ui], &lp);
+                s_ = ef_store_logp(e, st, ids[(size_t)ui * P + c], qtok[ui], qlen[ui], ys[ui], tok, &lp);
                 chk += lp;
                 nt++;
             }

@@ -109,6 +109,11 @@ double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double 
 /* Token i's stored key (part 0, RoPE end-aligned) or value (part 1) of kv head
  * kh at layer l of entry id: head_dim floats into out. */
 void ef_store_kv(const lrgd_store *s, int id, int l, int part, int kh, int i, float *out);
+/* The ground truth of one pair: log p(y | T, entry id, Q) by a real forward
+ * pass of [T | entry | q[0..nq)] (T's cache reused), built in tok (room for
+ * the model's context). LRGD_E_INVALID when it exceeds the context. */
+lrgd_status ef_store_logp(lrgd_effect *e, const lrgd_store *s, int id, const int *q, int nq, int32_t y, int *tok,
+                          double *logp);
 /* lrgd_effect_score_matrix with the clone of instruction set isa (an
  * lrgd_isa; -1: the one lrgd_kernels_active() picks); LRGD_E_UNSUPPORTED
  * when this CPU lacks it (tests run every clone, score_matrix.c). */

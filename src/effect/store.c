@@ -245,6 +245,19 @@ lrgd_status lrgd_store_add(lrgd_store *s, const int *tokens, int n, const float 
 
 /* Effect_D of one entry (see lrgd/effect.h for the two forms): the
  * reference, term by term as the formula reads, in double. */
+lrgd_status ef_store_logp(lrgd_effect *e, const lrgd_store *s, int id, const int *q, int nq, int32_t y, int *tok,
+                          double *logp)
+{
+    int k = e->n_instr, len = lrgd_store_len(s, id);
+    if (k + len + nq > e->c.seq_len)
+        return lrgd_fail(LRGD_E_INVALID, "effect: a prompt of %d tokens (instruction, demonstration, query) exceeds the "
+                         "context of %d", k + len + nq, e->c.seq_len);
+    memcpy(tok, e->instr, (size_t)k * sizeof *tok);
+    memcpy(tok + k, lrgd_store_tokens(s, id), (size_t)len * sizeof *tok);
+    memcpy(tok + k + len, q, (size_t)nq * sizeof *tok);
+    return lrgd_effect_logp(e, tok, k + len + nq, y, logp);
+}
+
 double ef_score_scaled(const lrgd_store *s, int id, const lrgd_probe *p, double eps)
 {
     int H = p->H, hd = p->hd, group = p->H / p->KVH, len = s->len[id], M = p->n_rows;

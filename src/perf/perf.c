@@ -9,7 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double cpu_now(void)
+double lrgd_perf_cpu_now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
@@ -40,9 +40,9 @@ lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, dou
     int n_pp = 0, n_tg = 0;
     while (n_pp < reps && st == LRGD_OK && !(budget_s > 0 && sum_pp >= budget_s)) {
         if ((st = lrgd_state_truncate(s, 0)) != LRGD_OK) break;
-        double t0 = lrgd_now(), c0 = cpu_now();
+        double t0 = lrgd_now(), c0 = lrgd_perf_cpu_now();
         st = lrgd_eval(s, tok, pp, logits, 0);
-        double dt = lrgd_now() - t0, dc = cpu_now() - c0;
+        double dt = lrgd_now() - t0, dc = lrgd_perf_cpu_now() - c0;
         sum_pp += dt;
         if (dt < best_pp) best_pp = dt;
         if (dc < cpu_pp) cpu_pp = dc;
@@ -50,9 +50,9 @@ lrgd_status lrgd_perf_forward(const lrgd_model *m, int pp, int tg, int reps, dou
     }
     while (n_tg < reps && st == LRGD_OK && !(budget_s > 0 && sum_tg >= budget_s)) {
         if ((st = lrgd_state_truncate(s, 0)) != LRGD_OK) break;
-        double t0 = lrgd_now(), c0 = cpu_now();
+        double t0 = lrgd_now(), c0 = lrgd_perf_cpu_now();
         for (int i = 0; i < tg && st == LRGD_OK; i++) st = lrgd_eval(s, &tok[i], 1, logits, 0);
-        double dt = lrgd_now() - t0, dc = cpu_now() - c0;
+        double dt = lrgd_now() - t0, dc = lrgd_perf_cpu_now() - c0;
         sum_tg += dt;
         if (dt < best_tg) best_tg = dt;
         if (dc < cpu_tg) cpu_tg = dc;

@@ -63,6 +63,9 @@ lrgd_status lrgd_perf_sgemm_layer(const lrgd_config *c, int n, int reps, lrgd_pe
  * OpenMP threads, best of reps. */
 lrgd_status lrgd_perf_memcpy(size_t bytes, int reps, double *bytes_per_s);
 
+/* CPU seconds of the whole process (CLOCK_PROCESS_CPUTIME_ID). */
+double lrgd_perf_cpu_now(void);
+
 /* ---- memory -------------------------------------------------------------------- */
 
 /* Start a section: resets the peak resident set size (VmHWM) by writing 5

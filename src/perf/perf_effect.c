@@ -7,14 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 lrgd_status lrgd_perf_effect_matrix_run(const lrgd_model *m, const lrgd_split *sp, int U, int D, int reps,
                                         uint64_t seed, lrgd_perf_effect_matrix *out)
@@ -68,10 +60,10 @@ lrgd_status lrgd_perf_effect_matrix_run(const lrgd_model *m, const lrgd_split *s
     double best_mat = INFINITY, best_one = INFINITY, best_truth = INFINITY, maxrel = 0;
     int nt = 0;
     for (int r = 0; r < reps && s_ == LRGD_OK; r++) {
-        double t0 = cpu_now();
+        double t0 = lrgd_perf_cpu_now();
         s_ = lrgd_effect_score_matrix(st, (const lrgd_probe *const *)pr, U, ids, nd, mat, NULL);
-        double tm = cpu_now() - t0;
-        t0 = cpu_now();
+        double tm = lrgd_perf_cpu_now() - t0;
+        t0 = lrgd_perf_cpu_now();
         for (int u = 0; u < U && s_ == LRGD_OK; u++) {
             s_ = lrgd_effect_score(st, pr[u], ids, nd, one, NULL);
             for (int j = 0; j < nd && r == 0; j++) {
@@ -79,23 +71,20 @@ lrgd_status lrgd_perf_effect_matrix_run(const lrgd_model *m, const lrgd_split *s
                 if (rel > maxrel) maxrel = rel;
             }
         }
-        double to = cpu_now() - t0;
+        double to = lrgd_perf_cpu_now() - t0;
         /* the truth on a corner of the matrix */
         int k = e->n_instr;
         nt = 0;
-        t0 = cpu_now();
+        t0 = lrgd_perf_cpu_now();
         for (int u = 0; u < (U < 8 ? U : 8) && s_ == LRGD_OK; u++)
             for (int j = 0; j < (nd < 25 ? nd : 25) && s_ == LRGD_OK; j++) {
                 int len = lrgd_store_len(st, ids[j]);
                 if (k + len + qlen[u] > e->c.seq_len) continue;
-                memcpy(tok, e->instr, sizeof(int) * (size_t)k);
-                memcpy(tok + k, lrgd_store_tokens(st, ids[j]), sizeof(int) * (size_t)len);
-                memcpy(tok + k + len, qtok[u], sizeof(int) * (size_t)qlen[u]);
                 double lp;
-                s_ = lrgd_effect_logp(e, tok, k + len + qlen[u], ys[u], &lp);
+                s_ = ef_store_logp(e, st, ids[j], qtok[u], qlen[u], ys[u], tok, &lp);
                 nt++;
             }
-        double tt = (cpu_now() - t0) / (nt ? nt : 1);
+        double tt = (lrgd_perf_cpu_now() - t0) / (nt ? nt : 1);
         if (tm < best_mat) best_mat = tm;
         if (to < best_one) best_one = to;
         if (tt < best_truth) best_truth = tt;
